@@ -1,0 +1,33 @@
+# gearsync — `make demo` runs the pipeline on a throwaway local stack, `make test` runs the suite.
+.PHONY: all setup udf install-udf demo test lint clean
+
+PYTHON ?= python3
+VENV ?= .venv
+BUILD ?= build
+MYSQL_CONFIG ?= $(shell command -v mysql_config 2>/dev/null || command -v mariadb_config 2>/dev/null || echo mysql_config)
+PYTEST_ARGS ?=
+
+all: udf
+
+include udf/udf.mk
+
+setup:
+	@PYTHON=$(PYTHON) VENV=$(VENV) scripts/setup.sh
+
+# Install the library where the *server* loads UDFs from: SELECT @@plugin_dir (not
+# `mysql_config --plugindir`, which names the client plugin dir on Debian).
+install-udf: udf
+	@dir="$(PLUGIN_DIR)"; \
+	if [ -z "$$dir" ]; then dir=$$(mysql -N -B -e 'SELECT @@plugin_dir' 2>/dev/null); fi; \
+	if [ -z "$$dir" ]; then echo "install-udf: cannot ask the server for @@plugin_dir; pass PLUGIN_DIR=/path (Debian: /usr/lib/mysql/plugin)" >&2; exit 1; fi; \
+	install -d "$$dir" && install -m 0644 $(BUILD)/gearsync_udf.so "$$dir/gearsync_udf.so" && \
+	echo "installed $(BUILD)/gearsync_udf.so -> $$dir/gearsync_udf.so; now: mysql -uroot < sql/install.sql"
+
+demo: setup udf
+	$(VENV)/bin/python -m gearsync.testing.demo
+
+test: setup udf
+	$(VENV)/bin/python -m pytest $(PYTEST_ARGS)
+
+clean:
+	rm -rf $(BUILD) .run .pytest_cache

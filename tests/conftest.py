@@ -1,0 +1,90 @@
+"""Fixtures: real MariaDB (UDFs from build/), gearmand and Redis on free loopback ports."""
+
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+from typing import Any, Iterator
+
+import pytest
+
+from gearsync.testing.processes import WorkerProcess
+from gearsync.testing.stack import REPO_ROOT, Gearmand, RedisServer, Stack
+
+SO_PATH = REPO_ROOT / "build" / "gearsync_udf.so"
+
+
+@pytest.fixture(scope="session")
+def udf_so() -> Path:
+    """The UDF library, (re)built by make so tests always load the current sources."""
+    subprocess.run(["make", "-s", "-C", str(REPO_ROOT), "udf"], check=True)
+    return SO_PATH
+
+
+@pytest.fixture(scope="session")
+def stack(udf_so: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+    """One MariaDB + gearmand + Redis for the session, with sql/install.sql applied."""
+    st = Stack(base_dir=tmp_path_factory.mktemp("stack"), plugin_dir=udf_so.parent)
+    with st:
+        st.install_sql()
+        yield st
+
+
+@pytest.fixture
+def mysql(stack: Stack) -> Iterator[Any]:
+    """An autocommit PyMySQL connection; test.test emptied before the test."""
+    assert stack.mysql is not None
+    conn = stack.mysql.connect()
+    with conn.cursor() as cur:
+        cur.execute("SELECT gman_servers_set(%s)", (stack.gearman_servers,))
+        cur.execute("DELETE FROM test.test")
+    yield conn
+    conn.close()
+
+
+@pytest.fixture
+def redis_client(stack: Stack) -> Any:
+    r = stack.redis.client()
+    r.flushall()
+    return r
+
+
+@pytest.fixture
+def worker(stack: Stack, tmp_path: Path, mysql: Any, redis_client: Any) -> Iterator[WorkerProcess]:
+    """A `gearsync worker` child process serving syncToRedis from the stack, into its Redis.
+
+    It starts after test.test was emptied and Redis flushed, and is stopped afterwards."""
+    _drain(stack, redis_client)
+    w = WorkerProcess(stack.env(), log_path=tmp_path / "worker.log", gearmand=stack.gearmand)
+    w.start()
+    yield w
+    w.stop()
+
+
+def _drain(stack: Stack, redis_client: Any) -> None:
+    """Wait until no syncToRedis job is queued (from earlier tests), then flush Redis."""
+    status = stack.gearmand.status().get("syncToRedis", (0, 0, 0))
+    if status[0]:
+        w = WorkerProcess(stack.env(), gearmand=stack.gearmand).start()
+        try:
+            from gearsync.testing.processes import wait_for
+
+            wait_for(lambda: stack.gearmand.status().get("syncToRedis", (0, 0, 0))[0] == 0, 30, 0.05)
+        finally:
+            w.stop()
+    redis_client.flushall()
+
+
+@pytest.fixture
+def gearmand(tmp_path: Path) -> Iterator[Gearmand]:
+    """A gearmand of the test's own (for faults that must not disturb the session stack)."""
+    g = Gearmand(tmp_path / "gearmand")
+    with g:
+        yield g
+
+
+@pytest.fixture
+def redis_server(tmp_path: Path) -> Iterator[RedisServer]:
+    r = RedisServer(tmp_path / "redis")
+    with r:
+        yield r
