@@ -2,4 +2,15 @@
 
 __version__ = "0.1.0"
 
-__all__ = ["__version__"]
+from .gearman import GearmanClient, GearmanWorker, Job  # noqa: E402
+from .payload import Change, PayloadError  # noqa: E402
+from .payload import decode as decode_payload  # noqa: E402
+from .redis_sink import RedisSink, SinkUnavailable  # noqa: E402
+from .settings import Settings, SettingsError, parse_servers  # noqa: E402
+from .worker import ForcedShutdown, Worker, default_handler  # noqa: E402
+
+__all__ = [
+    "__version__", "Settings", "SettingsError", "parse_servers", "Change", "PayloadError",
+    "decode_payload", "RedisSink", "SinkUnavailable", "Worker", "ForcedShutdown", "default_handler",
+    "GearmanWorker", "GearmanClient", "Job",
+]

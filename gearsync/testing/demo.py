@@ -52,7 +52,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"  gearmand {stack.gearmand.address}")
         print(f"  redis    {stack.redis.address}")
         stack.install_sql()
-        version = stack.mysql.execute("SELECT gearsync_udf_info()")[0][0]
+        version = stack.mysql.execute("SELECT gearsync_udf_info()")[0][0].decode()
         print(f"applied sql/install.sql; gearsync_udf_info() = {version}")
         worker = WorkerProcess(stack.env(), log_path=f"{opts.dir}/worker.log", gearmand=stack.gearmand)
         with worker:
@@ -64,7 +64,7 @@ def main(argv: list[str] | None = None) -> int:
                     cur.execute(sql)
                 t0 = time.monotonic()
                 try:
-                    wait_for(lambda: _snapshot(r) == expected, 10.0, 0.005, "Redis to match the table")
+                    wait_for(lambda: _snapshot(r) == expected, 10.0, 0.0005, "Redis to match the table")
                     took = f"{(time.monotonic() - t0) * 1000:.1f} ms"
                 except WaitTimeout:
                     ok, took = False, "NOT IN SYNC after 10 s"

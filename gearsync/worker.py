@@ -1,0 +1,263 @@
+"""The gearsync worker: take jobs from gearmand, decode them, apply them to Redis in batches.
+
+Per batch: each job goes through the handler registered for its function (default: the
+seed contract, :func:`gearsync.payload.decode`); a job whose handler raises is logged with
+its handle, counted and WORK_FAILed. The changes of the rest are applied in one Redis
+pipeline, then each job is WORK_COMPLETEd. While Redis is unreachable the batch is held,
+grabbing is paused and the write is retried with capped exponential backoff: no job is
+dropped. First SIGTERM/SIGINT: finish the jobs in hand, stop grabbing, return. Second: stop now.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+import time
+from typing import Callable, Iterable, Union
+
+from . import payload
+from .gearman.worker import GearmanWorker, Job
+from .payload import Change
+from .redis_sink import RedisSink, SinkUnavailable
+from .settings import Settings
+
+__all__ = ["Worker", "Handler", "ForcedShutdown", "default_handler"]
+
+log = logging.getLogger(__name__)
+
+HandlerResult = Union[Change, Iterable[Change], None]
+#: A handler turns one job into the changes to apply (None: nothing to write).
+Handler = Callable[[Job], HandlerResult]
+
+
+class ForcedShutdown(BaseException):
+    """Second stop signal: leave now (BaseException, so ``except Exception`` cannot eat it)."""
+
+
+def default_handler(job: Job) -> list[Change]:
+    """The seed contract: the workload is the JSON payload of :mod:`gearsync.payload`."""
+    return payload.changes(job.workload)
+
+
+class Worker:
+    """``Worker(settings).run_forever()``; pass ``redis`` (an asyncio Redis client) to reuse one."""
+
+    def __init__(
+        self,
+        settings: Settings | None = None,
+        *,
+        redis: object | None = None,
+        gearman: GearmanWorker | None = None,
+        handlers: dict[str, Handler] | None = None,
+    ) -> None:
+        self.settings = settings or Settings.from_env()
+        self._redis = redis
+        self._gearman = gearman
+        self.handlers: dict[str, Handler] = {f: default_handler for f in self.settings.functions}
+        self.handlers.update(handlers or {})
+        self.sink: RedisSink | None = None
+        self.jobs_applied = 0
+        self.jobs_failed = 0
+        self.redis_retries = 0
+        self.batches = 0
+        self._stopping = False
+        self._force = False
+        self._task: asyncio.Task[None] | None = None
+        self._last_log = time.monotonic()
+        self._logged = (0, 0, 0)
+
+    def handler(self, function: str) -> Callable[[Handler], Handler]:
+        """Decorator: ``@worker.handler("syncToRedis")`` registers ``fn(job) -> Change(s)``."""
+
+        def register(fn: Handler) -> Handler:
+            self.handlers[function] = fn
+            return fn
+
+        return register
+
+    @property
+    def gearman(self) -> GearmanWorker:
+        if self._gearman is None:
+            s = self.settings
+            self._gearman = GearmanWorker(s.gearman, list(self.handlers), window=s.window,
+                                          max_in_hand=max(s.max_in_hand, s.window))
+        return self._gearman
+
+    # -- stopping ----------------------------------------------------------------------
+    @property
+    def stopping(self) -> bool:
+        return self._stopping
+
+    def request_stop(self) -> None:
+        """Graceful: stop grabbing, finish the jobs in hand, then :meth:`run` returns."""
+        if not self._stopping:
+            log.info("stopping: finishing the jobs in hand (signal again to stop now)")
+        self._stopping = True
+        if self._gearman is not None:
+            self._gearman.pause()
+            self._gearman.wakeup()
+
+    def request_force_stop(self) -> None:
+        """Now: :meth:`run` raises ForcedShutdown; unanswered jobs are requeued by gearmand."""
+        log.warning("stopping now")
+        self._stopping = self._force = True
+        if self._task is not None:
+            self._task.cancel()
+
+    def handle_signal(self, signum: int) -> None:
+        """First signal: graceful stop; second: forced."""
+        log.info("received %s", signal.Signals(signum).name)
+        if self._stopping:
+            self.request_force_stop()
+        else:
+            self.request_stop()
+
+    # -- running -----------------------------------------------------------------------
+    def run_forever(self, install_signals: bool = True) -> int:
+        """Blocking entry point; 0 after a graceful stop, 1 after a forced one."""
+        try:
+            asyncio.run(self.run(install_signals=install_signals))
+        except ForcedShutdown:
+            return 1
+        return 0
+
+    async def run(self, install_signals: bool = False) -> None:
+        loop = asyncio.get_running_loop()
+        self._task = asyncio.current_task()
+        signals = (signal.SIGTERM, signal.SIGINT) if install_signals else ()
+        for sig in signals:
+            loop.add_signal_handler(sig, self.handle_signal, sig)
+        if self._redis is not None:
+            self.sink = RedisSink(self._redis)  # type: ignore[arg-type]
+        else:
+            self.sink = RedisSink.from_url(self.settings.redis_url)
+        gm = self.gearman
+        try:
+            await gm.start()
+            log.info("worker started: gearmand %s, redis %s, functions %s",
+                     ",".join(f"{h}:{p}" for h, p in self.settings.gearman),
+                     _redact(self.settings.redis_url), ",".join(self.handlers))
+            await self._loop(gm, self.sink)
+        except asyncio.CancelledError:
+            if self._force:
+                raise ForcedShutdown() from None
+            raise
+        finally:
+            for sig in signals:
+                loop.remove_signal_handler(sig)
+            await gm.close()
+            await self.sink.close()
+            self._summary(force=True)
+            self._task = None
+
+    async def _loop(self, gm: GearmanWorker, sink: RedisSink) -> None:
+        size = self.settings.batch_size
+        while True:
+            if self._stopping:
+                gm.pause()
+                batch = await gm.get_batch(size, timeout=0.05)  # drain what is in hand
+                if not batch:
+                    return
+            else:
+                batch = await gm.get_batch(size)
+                if not batch:
+                    continue
+            if not await self.process(batch, gm, sink):
+                return
+
+    async def process(self, batch: list[Job], gm: GearmanWorker, sink: RedisSink) -> bool:
+        """Handle one batch; False if stopping left it unapplied (gearmand will requeue it)."""
+        changes: list[Change] = []
+        owners: list[int] = []
+        ok: list[Job] = []
+        failed: list[Job] = []
+        handlers = {k.encode(): v for k, v in self.handlers.items()}
+        for job in batch:
+            fn = handlers.get(job.function)
+            try:
+                if fn is None:
+                    raise LookupError(f"no handler for function {job.function!r}")
+                result = fn(job)
+            except Exception as e:
+                failed.append(job)
+                log.warning("job %s (%s) failed: %s: %s", job.handle.decode(errors="replace"),
+                            job.function.decode(errors="replace"), type(e).__name__, e)
+                continue
+            idx = len(ok)
+            ok.append(job)
+            if result is None:
+                continue
+            if isinstance(result, Change):
+                changes.append(result)
+                owners.append(idx)
+            else:
+                for c in result:
+                    changes.append(c)
+                    owners.append(idx)
+        if failed:
+            self.jobs_failed += gm.fail(failed)
+        if not await self._apply(changes, owners, ok, gm, sink):
+            return False
+        self.batches += 1
+        self._summary()
+        return True
+
+    async def _apply(self, changes: list[Change], owners: list[int], ok: list[Job],
+                     gm: GearmanWorker, sink: RedisSink) -> bool:
+        attempt = 0
+        while True:
+            try:
+                results = await sink.apply(changes)
+                break
+            except SinkUnavailable as e:
+                if self._stopping:
+                    log.warning("stopping with %d jobs unapplied (redis unreachable: %s); "
+                                "gearmand requeues them", len(ok), e)
+                    return False
+                attempt += 1
+                self.redis_retries += 1
+                delay = min(self.settings.redis_backoff_max, 0.1 * 2 ** (attempt - 1))
+                log.warning("redis unreachable (%s), retry %d in %.1f s (%d jobs held)",
+                            e, attempt, delay, len(ok))
+                gm.pause()
+                await asyncio.sleep(delay)
+        if attempt:
+            log.info("redis reachable again after %d retries", attempt)
+            if not self._stopping:
+                gm.resume()
+        bad = {owners[i] for i, r in enumerate(results) if isinstance(r, Exception)}
+        if bad:
+            for i in sorted(bad):
+                err = next(r for j, r in enumerate(results) if owners[j] == i and isinstance(r, Exception))
+                log.warning("job %s failed in redis: %s", ok[i].handle.decode(errors="replace"), err)
+            self.jobs_failed += gm.fail(ok[i] for i in bad)
+            ok = [j for i, j in enumerate(ok) if i not in bad]
+        gm.complete(ok)
+        self.jobs_applied += len(ok)
+        return True
+
+    def _summary(self, force: bool = False) -> None:
+        now = time.monotonic()
+        elapsed = now - self._last_log
+        if not force and elapsed < self.settings.log_interval:
+            return
+        counts = (self.jobs_applied, self.jobs_failed, self.redis_retries)
+        if counts == self._logged:
+            self._last_log = now
+            return
+        d = [a - b for a, b in zip(counts, self._logged)]
+        log.info("applied %d jobs (%.0f/s), %d failed, %d redis retries in %.1f s; totals %d/%d/%d",
+                 d[0], d[0] / elapsed if elapsed > 0 else 0.0, d[1], d[2], elapsed, *counts)
+        self._logged = counts
+        self._last_log = now
+
+
+def _redact(url: str) -> str:
+    """A Redis URL without its password."""
+    if "@" in url and "://" in url:
+        scheme, rest = url.split("://", 1)
+        creds, host = rest.rsplit("@", 1)
+        user = creds.split(":", 1)[0]
+        return f"{scheme}://{user + ':***' if ':' in creds else user}@{host}"
+    return url
