@@ -12,7 +12,7 @@ PACKAGES=(
   gearman-job-server gearman-tools libgearman-dev
   libmariadb-dev libmariadb-dev-compat libmariadbd-dev
   redis-server
-  build-essential pkg-config binutils
+  build-essential pkg-config binutils strace valgrind
   python3-venv python3-dev
 )
 

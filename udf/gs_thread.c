@@ -1,0 +1,181 @@
+/*
+ * gs_thread.c -- per-server-thread state, its registry, library load/unload.
+ *
+ * mysqld calls a UDF's _init/_deinit once per row inside a trigger, so
+ * anything that must outlive a row (the gearman connection, a spare JSON
+ * buffer) lives in a gs_thread, one per OS thread, found through a pthread
+ * key.  The key's destructor frees it when the thread exits.
+ *
+ * Every gs_thread is also on a mutex-protected registry, so that the library
+ * destructor (dlclose: DROP FUNCTION of the last gearsync UDF unloads the
+ * .so) can free all of them and delete the key -- otherwise, at thread exit,
+ * glibc would call a destructor in unmapped code and crash mysqld.  mysqld
+ * only unloads a UDF library that no statement is using.
+ *
+ * Unique ids (gs_thread_unique): "gs-<nonce>-<thread serial>-<counter>" in
+ * hex; nonce is 64 random bits read at load (getrandom), serial a process
+ * counter assigned to each gs_thread (never reused, unlike pthread ids), and
+ * counter a per-thread job counter.  Unique within a process run, distinct
+ * across runs with overwhelming probability, at most 53 bytes, no syscall.
+ * They spare libgearman its per-job UUID (a connect() to uuidd per job).
+ */
+#include "gearsync_udf.h"
+
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/random.h>
+#include <time.h>
+#include <unistd.h>
+
+static pthread_key_t gs_key;
+static int gs_key_ok;
+static pthread_mutex_t gs_registry_lock = PTHREAD_MUTEX_INITIALIZER;
+static gs_thread *gs_registry;       /* guarded by gs_registry_lock */
+static uint64_t gs_serial;           /* atomic */
+static uint64_t gs_nonce;            /* written once at load */
+
+static void gs_thread_release(gs_thread *t)
+{
+    gs_client_free(t);
+    if (t->json_cache != NULL) {
+        free(t->json_cache->data);
+        free(t->json_cache);
+    }
+    free(t);
+}
+
+/* pthread key destructor: the thread is exiting. */
+static void gs_thread_destroy(void *p)
+{
+    gs_thread *t, *found = NULL;
+
+    pthread_mutex_lock(&gs_registry_lock);
+    for (t = gs_registry; t != NULL; t = t->next) {
+        if (t == p) {
+            found = t;
+            break;
+        }
+    }
+    if (found != NULL) {
+        if (found->prev)
+            found->prev->next = found->next;
+        else
+            gs_registry = found->next;
+        if (found->next)
+            found->next->prev = found->prev;
+    }
+    pthread_mutex_unlock(&gs_registry_lock);
+    if (found != NULL) /* else already freed by the library destructor */
+        gs_thread_release(found);
+}
+
+gs_thread *gs_thread_get(void)
+{
+    gs_thread *t;
+
+    if (!gs_key_ok)
+        return NULL;
+    t = pthread_getspecific(gs_key);
+    if (t != NULL)
+        return t;
+    t = calloc(1, sizeof *t);
+    if (t == NULL)
+        return NULL;
+    t->serial = __atomic_add_fetch(&gs_serial, 1, __ATOMIC_RELAXED);
+    if (pthread_setspecific(gs_key, t) != 0) {
+        free(t);
+        return NULL;
+    }
+    pthread_mutex_lock(&gs_registry_lock);
+    t->next = gs_registry;
+    if (gs_registry)
+        gs_registry->prev = t;
+    gs_registry = t;
+    pthread_mutex_unlock(&gs_registry_lock);
+    return t;
+}
+
+void gs_thread_unique(gs_thread *t, char *out)
+{
+    snprintf(out, GS_UNIQUE_LEN, "gs-%016llx-%llx-%llx",
+             (unsigned long long)gs_nonce, (unsigned long long)t->serial,
+             (unsigned long long)++t->counter);
+}
+
+gs_buf *gs_json_buf_take(void)
+{
+    gs_thread *t = gs_thread_get();
+    gs_buf *b;
+
+    if (t != NULL && t->json_cache != NULL) {
+        b = t->json_cache;
+        t->json_cache = NULL;
+        b->len = 0;
+        return b;
+    }
+    b = calloc(1, sizeof *b);
+    if (b == NULL)
+        return NULL;
+    b->data = malloc(GS_JSON_INITIAL_CAP);
+    if (b->data == NULL) {
+        free(b);
+        return NULL;
+    }
+    b->cap = GS_JSON_INITIAL_CAP;
+    return b;
+}
+
+void gs_json_buf_give(gs_buf *b)
+{
+    gs_thread *t = gs_key_ok ? pthread_getspecific(gs_key) : NULL;
+
+    if (t != NULL && t->json_cache == NULL && b->cap <= GS_JSON_CACHE_MAX) {
+        t->json_cache = b;
+        return;
+    }
+    free(b->data);
+    free(b);
+}
+
+__attribute__((constructor)) static void gs_library_load(void)
+{
+    uint64_t n = 0;
+    const char *env;
+
+    if (getrandom(&n, sizeof n, GRND_NONBLOCK) != (ssize_t)sizeof n) {
+        struct timespec ts;
+        clock_gettime(CLOCK_REALTIME, &ts);
+        n = ((uint64_t)ts.tv_sec * 1000000007ULL) ^ (uint64_t)ts.tv_nsec ^
+            ((uint64_t)getpid() << 40) ^ (uint64_t)(uintptr_t)&n;
+    }
+    gs_nonce = n;
+    gs_key_ok = pthread_key_create(&gs_key, gs_thread_destroy) == 0;
+
+    env = getenv(GS_TIMEOUT_ENV);
+    if (env != NULL && *env != '\0') {
+        char *end;
+        long v = strtol(env, &end, 10);
+        if (*end == '\0' && v >= 1 && v <= GS_TIMEOUT_MAX_MS)
+            gs_timeout_set((int)v);
+    }
+}
+
+__attribute__((destructor)) static void gs_library_unload(void)
+{
+    gs_thread *t, *next;
+
+    pthread_mutex_lock(&gs_registry_lock);
+    if (gs_key_ok) {
+        pthread_key_delete(gs_key); /* no destructor will run any more */
+        gs_key_ok = 0;
+    }
+    t = gs_registry;
+    gs_registry = NULL;
+    pthread_mutex_unlock(&gs_registry_lock);
+    for (; t != NULL; t = next) {
+        next = t->next;
+        gs_thread_release(t);
+    }
+}
