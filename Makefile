@@ -1,5 +1,5 @@
 # gearsync — `make demo` runs the pipeline on a throwaway local stack, `make test` runs the suite.
-.PHONY: all setup udf install-udf demo test lint clean
+.PHONY: all setup udf install-udf demo test bench clean
 
 PYTHON ?= python3
 VENV ?= .venv
@@ -28,6 +28,10 @@ demo: setup udf
 
 test: setup udf
 	$(VENV)/bin/python -m pytest $(PYTEST_ARGS)
+
+# Benchmarks on their own throwaway stack: `make bench`, `make bench QUICK=1`, `make bench BENCH=drain`.
+bench: setup udf
+	QUICK=$(QUICK) $(VENV)/bin/python bench/run.py $(BENCH)
 
 clean:
 	rm -rf $(BUILD) .run .pytest_cache
