@@ -1,21 +1,43 @@
-"""The one module that writes Redis: a batch of changes in one pipelined round trip."""
+"""The one module that writes Redis: a batch of changes in one pipelined round trip.
+
+Direct mode: plain SET/DEL (:meth:`RedisSink.apply`). Safe mode: versioned writes
+(:meth:`RedisSink.apply_versioned`) through one Lua script, ``versioned.lua``, loaded once and
+called with EVALSHA. The version of ``key`` lives beside it in the string key
+``gearsync:v:<key>`` (an integer, the outbox id of the last change applied; a tombstone with a
+TTL after a delete), so ``GET key`` still returns the bare value.
+"""
 
 from __future__ import annotations
 
 import logging
+from importlib import resources
 from typing import Any, Sequence
 
 import redis.asyncio as aioredis
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import NoScriptError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
+from .outbox import VersionedChange
 from .payload import DELETE, SET, Change
 
-__all__ = ["RedisSink", "SinkUnavailable"]
+__all__ = ["RedisSink", "SinkUnavailable", "VERSION_PREFIX", "VERSIONED_LUA", "version_key"]
 
 log = logging.getLogger(__name__)
+
+#: Prefix of the key holding the version of a safe-mode key: ``gearsync:v:<key>``.
+VERSION_PREFIX = b"gearsync:v:"
+VERSIONED_LUA = resources.files(__package__).joinpath("versioned.lua").read_text(encoding="utf-8")
+#: Changes per EVALSHA call (all calls of a batch share one pipeline).
+SCRIPT_CHUNK = 256
+DEFAULT_TOMBSTONE_TTL = 86400
+
+
+def version_key(key: bytes | str) -> bytes:
+    """The key holding the version of ``key``."""
+    return VERSION_PREFIX + (key.encode() if isinstance(key, str) else bytes(key))
 
 
 class SinkUnavailable(Exception):
@@ -32,6 +54,7 @@ class RedisSink:
     def __init__(self, redis: aioredis.Redis) -> None:
         self.redis = redis
         self._owned = False
+        self._sha: str | None = None
 
     @classmethod
     def from_url(cls, url: str, *, socket_timeout: float = 10.0, connect_timeout: float = 2.0) -> "RedisSink":
@@ -84,6 +107,52 @@ class RedisSink:
         for count, reply in zip(runs, replies):
             out.extend([reply if isinstance(reply, Exception) else True] * count)
         return out
+
+    async def apply_versioned(self, changes: Sequence[VersionedChange],
+                              tombstone_ttl: int = DEFAULT_TOMBSTONE_TTL) -> list[bool]:
+        """Apply versioned changes in one pipeline; per change True (written) or False (stale).
+
+        Raises SinkUnavailable on I/O failure (nothing or part applied: replaying is a no-op
+        for what was applied). A Redis restart that forgot the script is handled by reloading it.
+        """
+        if not changes:
+            return []
+        for attempt in (1, 2):
+            try:
+                if self._sha is None:
+                    self._sha = str(await self.redis.script_load(VERSIONED_LUA))
+                replies = await self._eval_chunks(self._sha, changes, int(tombstone_ttl))
+            except (RedisConnectionError, RedisTimeoutError, OSError) as e:
+                raise SinkUnavailable(f"{type(e).__name__}: {e}") from e
+            errors = [r for r in replies if isinstance(r, Exception)]
+            if not errors:
+                break
+            if attempt == 1 and all(isinstance(r, NoScriptError) for r in errors):
+                log.info("redis forgot the versioned-write script (restarted?): loading it again")
+                self._sha = None
+                continue
+            raise errors[0]
+        out: list[bool] = []
+        for reply in replies:
+            out.extend(bool(x) for x in reply)
+        return out
+
+    async def _eval_chunks(self, sha: str, changes: Sequence[VersionedChange], ttl: int) -> list[Any]:
+        pipe = self.redis.pipeline(transaction=False)
+        for i in range(0, len(changes), SCRIPT_CHUNK):
+            keys: list[bytes] = []
+            argv: list[Any] = [ttl]
+            for c in changes[i:i + SCRIPT_CHUNK]:
+                keys += (c.key, VERSION_PREFIX + c.key)
+                if c.value is None:
+                    argv += (c.version, b"d", b"")
+                else:
+                    argv += (c.version, b"s", c.value)
+            pipe.evalsha(sha, len(keys), *keys, *argv)
+        try:
+            return list(await pipe.execute(raise_on_error=False))
+        finally:
+            await pipe.reset()
 
     async def ping(self) -> bool:
         try:

@@ -46,6 +46,16 @@ def parse_servers(text: str, default_port: int = DEFAULT_GEARMAN_PORT) -> list[t
     return servers
 
 
+def _float(name: str, value: str, minimum: float = 0.0) -> float:
+    try:
+        x = float(value)
+    except ValueError:
+        raise SettingsError(f"{name}={value!r} is not a number") from None
+    if not x >= minimum:
+        raise SettingsError(f"{name}={x} must be >= {minimum}")
+    return x
+
+
 def _int(name: str, value: str, minimum: int = 1) -> int:
     try:
         n = int(value)
@@ -69,6 +79,20 @@ class Settings:
     log_level: str = "INFO"
     redis_backoff_max: float = 5.0
     log_interval: float = 5.0
+    #: Safe mode (outbox) is on when this is set: ``mysql://user:pass@host:port/``.
+    mysql_url: str | None = None
+    #: The Gearman function safe-mode triggers ring (workload: the outbox id).
+    safe_function: str = "gearsync"
+    #: Seconds between sweeps of the outbox for rows no job delivered.
+    sweep_interval: float = 1.0
+    #: A committed outbox row older than this (seconds) is the sweeper's.
+    sweep_age: float = 5.0
+    #: innodb_lock_wait_timeout (s) of the worker's locking read of the outbox.
+    lock_wait_timeout: int = 1
+    #: Seconds a delete's versioned tombstone stays in Redis.
+    tombstone_ttl: int = 86400
+    #: Seconds to wait for more doorbells before confirming a batch that is not full.
+    safe_linger: float = 0.002
 
     @property
     def function(self) -> str:
@@ -84,6 +108,16 @@ class Settings:
             raise SettingsError("window and batch size must be >= 1")
         if self.max_in_hand < self.window:
             self.max_in_hand = self.window
+        if self.mysql_url is not None:
+            if not self.mysql_url.startswith(("mysql://", "mariadb://")):
+                raise SettingsError(f"MySQL URL {self.mysql_url!r}: expected mysql://user[:password]@host[:port]/")
+            if not self.safe_function or self.safe_function in self.functions:
+                raise SettingsError(f"safe-mode function {self.safe_function!r} must be non-empty and "
+                                    "differ from the direct-mode functions")
+        if self.sweep_interval <= 0 or self.sweep_age < 0:
+            raise SettingsError("sweep interval must be > 0 and sweep age >= 0")
+        if self.lock_wait_timeout < 0 or self.tombstone_ttl < 1:
+            raise SettingsError("lock wait timeout must be >= 0 and tombstone TTL >= 1")
         return self
 
     @classmethod
@@ -91,7 +125,9 @@ class Settings:
         """Defaults, then GEARSYNC_* variables, then ``overrides`` (ignoring None values).
 
         GEARSYNC_GEARMAN (host[:port],...), GEARSYNC_REDIS_URL, GEARSYNC_FUNCTION (comma list),
-        GEARSYNC_WINDOW, GEARSYNC_BATCH_SIZE, GEARSYNC_LOG_LEVEL.
+        GEARSYNC_WINDOW, GEARSYNC_BATCH_SIZE, GEARSYNC_LOG_LEVEL; safe mode: GEARSYNC_MYSQL_URL,
+        GEARSYNC_SWEEP_INTERVAL, GEARSYNC_SWEEP_AGE, GEARSYNC_LOCK_WAIT_TIMEOUT,
+        GEARSYNC_TOMBSTONE_TTL, GEARSYNC_SAFE_LINGER.
         """
         env = os.environ if env is None else env
         s = cls()
@@ -107,6 +143,18 @@ class Settings:
             s.batch_size = _int("GEARSYNC_BATCH_SIZE", env["GEARSYNC_BATCH_SIZE"])
         if env.get("GEARSYNC_LOG_LEVEL"):
             s.log_level = env["GEARSYNC_LOG_LEVEL"].upper()
+        if env.get("GEARSYNC_MYSQL_URL"):
+            s.mysql_url = env["GEARSYNC_MYSQL_URL"]
+        if env.get("GEARSYNC_SWEEP_INTERVAL"):
+            s.sweep_interval = _float("GEARSYNC_SWEEP_INTERVAL", env["GEARSYNC_SWEEP_INTERVAL"], 0.001)
+        if env.get("GEARSYNC_SWEEP_AGE"):
+            s.sweep_age = _float("GEARSYNC_SWEEP_AGE", env["GEARSYNC_SWEEP_AGE"])
+        if env.get("GEARSYNC_LOCK_WAIT_TIMEOUT"):
+            s.lock_wait_timeout = _int("GEARSYNC_LOCK_WAIT_TIMEOUT", env["GEARSYNC_LOCK_WAIT_TIMEOUT"], 0)
+        if env.get("GEARSYNC_SAFE_LINGER"):
+            s.safe_linger = _float("GEARSYNC_SAFE_LINGER", env["GEARSYNC_SAFE_LINGER"])
+        if env.get("GEARSYNC_TOMBSTONE_TTL"):
+            s.tombstone_ttl = _int("GEARSYNC_TOMBSTONE_TTL", env["GEARSYNC_TOMBSTONE_TTL"])
         for key, value in overrides.items():
             if not hasattr(s, key):
                 raise TypeError(f"unknown setting {key!r}")

@@ -6,6 +6,10 @@ its handle, counted and WORK_FAILed. The changes of the rest are applied in one 
 pipeline, then each job is WORK_COMPLETEd. While Redis is unreachable the batch is held,
 grabbing is paused and the write is retried with capped exponential backoff: no job is
 dropped. First SIGTERM/SIGINT: finish the jobs in hand, stop grabbing, return. Second: stop now.
+
+Given a MySQL URL (``settings.mysql_url``) the worker also serves safe mode: jobs of
+``settings.safe_function`` go to a :class:`gearsync.safe.SafeApplier` task (outbox confirm,
+versioned writes, sweeper) that runs beside the direct-mode loop.
 """
 
 from __future__ import annotations
@@ -20,6 +24,7 @@ from . import payload
 from .gearman.worker import GearmanWorker, Job
 from .payload import Change
 from .redis_sink import RedisSink, SinkUnavailable
+from .safe import SafeApplier
 from .settings import Settings
 
 __all__ = ["Worker", "Handler", "ForcedShutdown", "default_handler"]
@@ -57,6 +62,7 @@ class Worker:
         self.handlers: dict[str, Handler] = {f: default_handler for f in self.settings.functions}
         self.handlers.update(handlers or {})
         self.sink: RedisSink | None = None
+        self.safe: SafeApplier | None = None
         self.jobs_applied = 0
         self.jobs_failed = 0
         self.redis_retries = 0
@@ -80,7 +86,8 @@ class Worker:
     def gearman(self) -> GearmanWorker:
         if self._gearman is None:
             s = self.settings
-            self._gearman = GearmanWorker(s.gearman, list(self.handlers), window=s.window,
+            functions = list(self.handlers) + ([s.safe_function] if s.mysql_url else [])
+            self._gearman = GearmanWorker(s.gearman, functions, window=s.window,
                                           max_in_hand=max(s.max_in_hand, s.window))
         return self._gearman
 
@@ -94,6 +101,8 @@ class Worker:
         if not self._stopping:
             log.info("stopping: finishing the jobs in hand (signal again to stop now)")
         self._stopping = True
+        if self.safe is not None:
+            self.safe.request_stop()
         if self._gearman is not None:
             self._gearman.pause()
             self._gearman.wakeup()
@@ -133,12 +142,25 @@ class Worker:
         else:
             self.sink = RedisSink.from_url(self.settings.redis_url)
         gm = self.gearman
+        safe_task: asyncio.Task[None] | None = None
+        if self.settings.mysql_url:
+            self.safe = SafeApplier(self.settings, self.sink, gm)
+            if self._stopping:
+                self.safe.request_stop()
+            safe_task = asyncio.create_task(self.safe.run(), name="gearsync safe mode")
+            safe_task.add_done_callback(_report_crash)
         try:
             await gm.start()
-            log.info("worker started: gearmand %s, redis %s, functions %s",
+            log.info("worker started: gearmand %s, redis %s, functions %s%s",
                      ",".join(f"{h}:{p}" for h, p in self.settings.gearman),
-                     _redact(self.settings.redis_url), ",".join(self.handlers))
+                     _redact(self.settings.redis_url), ",".join(self.handlers),
+                     f"; safe mode: {self.settings.safe_function} from {_redact(self.settings.mysql_url)}, "
+                     f"sweep every {self.settings.sweep_interval:g} s for rows older than "
+                     f"{self.settings.sweep_age:g} s" if self.safe else "")
             await self._loop(gm, self.sink)
+            if safe_task is not None:
+                self.safe.request_stop()  # type: ignore[union-attr]
+                await safe_task
         except asyncio.CancelledError:
             if self._force:
                 raise ForcedShutdown() from None
@@ -146,7 +168,12 @@ class Worker:
         finally:
             for sig in signals:
                 loop.remove_signal_handler(sig)
+            if safe_task is not None and not safe_task.done():
+                safe_task.cancel()
+                await asyncio.gather(safe_task, return_exceptions=True)
             await gm.close()
+            if self.safe is not None:
+                await self.safe.close()
             await self.sink.close()
             self._summary(force=True)
             self._task = None
@@ -173,6 +200,12 @@ class Worker:
         ok: list[Job] = []
         failed: list[Job] = []
         handlers = {k.encode(): v for k, v in self.handlers.items()}
+        if self.safe is not None:
+            safe_fn = self.settings.safe_function.encode()
+            safe_jobs = [j for j in batch if j.function == safe_fn]
+            if safe_jobs:
+                self.safe.submit(safe_jobs)
+                batch = [j for j in batch if j.function != safe_fn]
         for job in batch:
             fn = handlers.get(job.function)
             try:
@@ -242,6 +275,11 @@ class Worker:
         elapsed = now - self._last_log
         if not force and elapsed < self.settings.log_interval:
             return
+        if self.safe is not None:
+            c = self.safe.counters()
+            if c != getattr(self, "_safe_logged", None):
+                self._safe_logged = c
+                log.info("safe mode totals: %s", ", ".join(f"{k} {v}" for k, v in c.items()))
         counts = (self.jobs_applied, self.jobs_failed, self.redis_retries)
         if counts == self._logged:
             self._last_log = now
@@ -251,6 +289,12 @@ class Worker:
                  d[0], d[0] / elapsed if elapsed > 0 else 0.0, d[1], d[2], elapsed, *counts)
         self._logged = counts
         self._last_log = now
+
+
+def _report_crash(task: "asyncio.Task[None]") -> None:
+    if not task.cancelled() and task.exception() is not None:
+        log.critical("safe mode stopped: %r; outbox rows wait for another worker's sweeper",
+                     task.exception(), exc_info=task.exception())
 
 
 def _redact(url: str) -> str:

@@ -88,3 +88,34 @@ def redis_server(tmp_path: Path) -> Iterator[RedisServer]:
     r = RedisServer(tmp_path / "redis")
     with r:
         yield r
+
+
+# -- safe mode (outbox) ------------------------------------------------------------------------
+@pytest.fixture
+def safe_mysql(mysql: Any) -> Any:
+    """``mysql``, with test.test_safe emptied (TRUNCATE: no triggers) and the outbox emptied."""
+    with mysql.cursor() as cur:
+        cur.execute("TRUNCATE TABLE test.test_safe")
+        cur.execute("DELETE FROM gearsync.outbox")
+    return mysql
+
+
+@pytest.fixture
+def safe_env(stack: Stack) -> dict[str, str]:
+    """Environment for a safe-mode worker on the session stack. The sweeper only takes rows
+    older than 60 s, so everything a test sees applied was confirmed through its job."""
+    env = stack.env()
+    env.update(GEARSYNC_SWEEP_INTERVAL="0.2", GEARSYNC_SWEEP_AGE="60", GEARSYNC_LOG_LEVEL="INFO")
+    return env
+
+
+@pytest.fixture
+def safe_worker(stack: Stack, tmp_path: Path, safe_mysql: Any, redis_client: Any,
+                safe_env: dict[str, str]) -> Iterator[WorkerProcess]:
+    """One `gearsync worker` with safe mode on (function ``gearsync``), started after the
+    tables were emptied and Redis flushed; stopped afterwards."""
+    w = WorkerProcess(safe_env, log_path=tmp_path / "safe-worker.log", gearmand=stack.gearmand,
+                      function="gearsync")
+    w.start()
+    yield w
+    w.stop()

@@ -104,15 +104,31 @@ int gs_json_arg(gs_buf *b, const UDF_ARGS *args, unsigned i) GS_HIDDEN;
 void gs_json_key(const UDF_ARGS *args, unsigned i, const char **key,
                  size_t *len) GS_HIDDEN;
 
+/* Strict RFC 8259 validation of s[0..n) (UTF-8 checked inside strings,
+   nesting depth <= GS_JSON_MAX_DEPTH), in one of three shapes:
+   GS_JV_VALUE    one JSON text, surrounding whitespace allowed;
+   GS_JV_VALUES   one or more values separated by commas (json_values);
+   GS_JV_MEMBERS  one or more "name":value separated by commas (json_members).
+   1 valid, 0 not. */
+#define GS_JSON_MAX_DEPTH 512
+enum { GS_JV_VALUE = 0, GS_JV_VALUES = 1, GS_JV_MEMBERS = 2 };
+int gs_json_valid(const char *s, size_t n, int shape) GS_HIDDEN;
+/* 1 if argument i asks to be nested raw: a non-NULL string whose member
+   name (gs_json_key: alias, last part of t.col, or expression text) starts
+   with json_ or udf_json_ (any case). */
+int gs_json_nest_requested(const UDF_ARGS *args, unsigned i) GS_HIDDEN;
+/* Append s[0..n) without its leading/trailing JSON whitespace. */
+int gs_json_raw(gs_buf *b, const char *s, size_t n) GS_HIDDEN;
+
 /* ------------------------------------------------ per-thread state */
 struct gearman_client_st;
 
 typedef struct gs_thread {
     struct gs_thread *next, *prev;   /* registry links (gs_registry_lock) */
-    struct gearman_client_st *client;
-    uint64_t client_gen;             /* server-list generation it was built for */
-    int client_timeout;              /* timeout applied to client */
-    int client_used;                 /* a job went through this connection */
+    struct gs_conn *conns;           /* one client per job server (gs_client.c) */
+    unsigned nconns;
+    uint64_t conns_gen;              /* server-list generation they belong to */
+    struct gs_route *route;          /* cached parsed list of the last function */
     uint64_t serial;                 /* unique per thread state, per process */
     uint64_t counter;                /* per-thread job counter (unique ids) */
     gs_buf *json_cache;              /* one spare json_object buffer */
@@ -128,23 +144,84 @@ gs_buf *gs_json_buf_take(void) GS_HIDDEN;
 void gs_json_buf_give(gs_buf *b) GS_HIDDEN;
 
 /* ------------------------------------------------ gearman client */
+/* Foreground (gman_do*) timeout: how long a caller waits for the worker's
+   result, ms.  Also bounds connect/send for foreground jobs. */
+#define GS_DO_TIMEOUT_DEFAULT_MS 5000
+#define GS_DO_TIMEOUT_ENV "GEARSYNC_UDF_DO_TIMEOUT_MS"
+/* Circuit breaker per job server: open after a failed submit for
+   min << (failures-1) ms, capped at max; one probe at a time when it lapses. */
+#define GS_BREAKER_MIN_MS 100
+#define GS_BREAKER_MAX_MS 2000
+#define GS_BREAKER_SLOTS 64
+/* Per-function server lists (gman_servers_set(servers, function)). */
+#define GS_MAX_FUNCTION_LISTS 64
+#define GS_FUNCTION_MAX_LEN 128
+/* Config file next to the .so, or the path in this environment variable. */
+#define GS_CONFIG_NAME "gearsync_udf.cnf"
+#define GS_CONFIG_ENV "GEARSYNC_UDF_CONFIG"
+
 /* Parse and normalise a server list ("h1[:p],[v6]:p,...") into
    out ("h1:4730,[v6]:p"); 0 ok, -1 invalid (msg gets a reason). */
 int gs_servers_normalise(const char *in, size_t n, char *out, size_t outsz,
                          const char **why) GS_HIDDEN;
-/* Install a normalised list process-wide (bumps the generation). */
-int gs_servers_set(const char *normalised) GS_HIDDEN;
-/* Copy the current list into out. */
+/* Install a normalised list process-wide (bumps the generation); with a
+   function name (not NULL/""), only for that function. */
+int gs_servers_set(const char *normalised, const char *function) GS_HIDDEN;
+/* The same without loading the config file first (used by its reader). */
+int gs_servers_install(const char *normalised, const char *function) GS_HIDDEN;
+/* One parsed entry of a server list. */
+typedef struct {
+    char host[256];
+    unsigned port;
+    int v6;
+} gs_server;
+/* Call fn for each entry of in[0..n); -1 with *why on the first invalid one
+   (or when fn returns non-zero). */
+int gs_parse_list(const char *in, size_t n, const char **why,
+                  int (*fn)(const gs_server *, void *), void *ctx) GS_HIDDEN;
+/* Generation of the lists (bumped by every change). */
+uint64_t gs_servers_generation(void) GS_HIDDEN;
+/* Copy the list used for function into out; returns its generation. */
+uint64_t gs_servers_lookup(const char *function, char *out, size_t outsz) GS_HIDDEN;
+/* Copy the current default list into out. */
 void gs_servers_get(char *out, size_t outsz) GS_HIDDEN;
 int gs_timeout_get(void) GS_HIDDEN;
 void gs_timeout_set(int ms) GS_HIDDEN;
+int gs_do_timeout_get(void) GS_HIDDEN;
+/* Setters that do not load the config file first (used by its reader). */
+void gs_timeout_store(int ms) GS_HIDDEN;
+void gs_do_timeout_store(int ms) GS_HIDDEN;
+void gs_do_timeout_set(int ms) GS_HIDDEN;
+/* Read the config file once (first use); every accessor calls it. */
+void gs_config_load(void) GS_HIDDEN;
+/* Apply one "key = value" setting; 0 ok, -1 unknown key / bad value. */
+int gs_config_apply(const char *key, const char *value) GS_HIDDEN;
+void gs_breaker_params(int *min_ms, int *max_ms) GS_HIDDEN;
+void gs_breaker_set(int min_ms, int max_ms) GS_HIDDEN;
+/* gs_breaker.c: 1 = go ahead (closed, or this caller is the probe), 0 = skip
+   (open); then report the outcome of the attempt. */
+#define GS_ADDR_LEN 272 /* "[" host(255) "]:" port(5) NUL */
+int gs_breaker_allow(const char *addr, uint64_t now_ns) GS_HIDDEN;
+void gs_breaker_report(const char *addr, int success) GS_HIDDEN;
+uint64_t gs_now_ns(void) GS_HIDDEN; /* CLOCK_MONOTONIC */
+
+/* Job priority / mode for gs_submit. */
+enum gs_prio { GS_PRIO_NORMAL = 0, GS_PRIO_HIGH = 1, GS_PRIO_LOW = 2 };
+
 /* Submit a background job; handle receives the job handle (>= 64 bytes).
    function and unique must be NUL-terminated; unique NULL = generate one.
-   0 on success, -1 on failure. */
+   Tries the function's servers in list order, skipping servers whose
+   breaker is open.  0 on success, -1 on failure. */
 int gs_submit_background(const char *function, const char *unique,
                          const void *workload, size_t workload_len,
-                         char *handle) GS_HIDDEN;
-/* Free a thread's client (thread exit / library unload). */
+                         int prio, char *handle) GS_HIDDEN;
+/* Run a foreground job and wait (bounded) for its result: *result is a
+   malloc'ed buffer (may be NULL when the result is empty) the caller frees.
+   0 on success, -1 on failure (no server took it, timeout, worker failed). */
+int gs_submit_foreground(const char *function, const char *unique,
+                         const void *workload, size_t workload_len, int prio,
+                         void **result, size_t *result_len) GS_HIDDEN;
+/* Free a thread's clients (thread exit / library unload). */
 void gs_client_free(gs_thread *t) GS_HIDDEN;
 
 #endif /* GEARSYNC_UDF_H */

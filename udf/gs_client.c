@@ -1,255 +1,236 @@
 /*
- * gs_client.c -- the process-wide gearman server list and timeout, and one
- * libgearman client per server thread (no SQL symbols).
+ * gs_client.c -- timeouts, failover, and one libgearman client per (server
+ * thread, job server) (no SQL symbols).  Server lists: gs_servers.c;
+ * circuit breakers: gs_breaker.c.
  *
- * Server list: a normalised "host:port,[v6addr]:port" string under a
- * statically initialised mutex, plus an atomic generation counter bumped on
- * every change.  Per job, a thread does one atomic load of the generation and
- * rebuilds its client only when it changed.  Default 127.0.0.1:4730.
+ * A thread caches the parsed server list of the function it last used
+ * (gs_route) and re-reads it only when the lists' generation changed; a
+ * change also drops the thread's connections.
  *
- * Timeout: one atomic int (ms), default GS_TIMEOUT_DEFAULT_MS (250), from the
- * environment GEARSYNC_UDF_TIMEOUT_MS at load, or gearsync_timeout_set(ms).
- * It bounds connect, send and the wait for JOB_CREATED
- * (gearman_client_set_timeout), so a hung gearmand costs a writer at most
- * about one timeout per row, never an indefinite block.
+ * Failover: a job goes to the first server of its list whose breaker is not
+ * open; when that submit fails the next one is tried, and so on.  The order
+ * is the list order (the first server is the primary), so a healthy primary
+ * gets everything and the others are hot spares.
  *
- * Failure handling: after any failed submit the client is freed (its
- * connection state is unknown, e.g. a JOB_CREATED may still arrive) and is
- * rebuilt on the next job.  When the failure is a connection error on a
- * connection that had already carried a job (stale: gearmand restarted), the
- * job is retried once on a fresh connection.  Timeouts are not retried.
+ * Circuit breaker (one per host:port, process-wide, GS_BREAKER_SLOTS slots):
+ * a failed submit opens it for breaker_min_ms (100), doubling on each further
+ * failure up to breaker_max_ms (2000).  While open the server is skipped at
+ * the cost of a mutex and a clock read -- when every server is open the UDF
+ * returns NULL in microseconds instead of waiting for a timeout.  When the
+ * open period lapses one caller (half-open probe) tries it, the others keep
+ * skipping it; a success closes it.
+ *
+ * Timeouts: background submits are bounded by gearsync_timeout_set() (250 ms
+ * default: connect, send, wait for JOB_CREATED); foreground gman_do* by
+ * gearsync_do_timeout_set() (5000 ms default: connect, send, and the wait for
+ * the worker's result).  A foreground job that a server accepted but whose
+ * result did not come in time is not retried elsewhere (it may be running)
+ * and does not trip the breaker (a missing worker is not a broken server).
+ *
+ * Connections: after any failed submit the client is freed (its state is
+ * unknown) and rebuilt on the next job.  When a connection that had already
+ * carried a job fails with a connection error (stale: gearmand restarted),
+ * the job is retried once on a fresh connection to the same server before it
+ * counts as a failure.
  */
 #include "gearsync_udf.h"
 
 #include <libgearman-1.0/gearman.h>
-#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-static pthread_mutex_t gs_servers_lock = PTHREAD_MUTEX_INITIALIZER;
-static char gs_servers[GS_SERVERS_MAX_LEN] = GS_DEFAULT_SERVERS; /* locked */
-static uint64_t gs_servers_gen = 1;                 /* atomic */
 static int gs_timeout_ms = GS_TIMEOUT_DEFAULT_MS;   /* atomic */
+static int gs_do_timeout_ms = GS_DO_TIMEOUT_DEFAULT_MS; /* atomic */
 
 int gs_timeout_get(void)
 {
+    gs_config_load();
     return __atomic_load_n(&gs_timeout_ms, __ATOMIC_RELAXED);
 }
 
-void gs_timeout_set(int ms)
+void gs_timeout_store(int ms)
 {
     __atomic_store_n(&gs_timeout_ms, ms, __ATOMIC_RELAXED);
 }
 
-static int gs_host_byte(unsigned char c, int bracketed)
+void gs_timeout_set(int ms)
 {
-    if ((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
-        (c >= '0' && c <= '9') || c == '.' || c == '-' || c == '_')
-        return 1;
-    return bracketed && (c == ':' || c == '%');
+    gs_config_load();
+    gs_timeout_store(ms);
 }
 
-/* One parsed entry of a server list. */
-typedef struct {
-    char host[256];
-    unsigned port;
-    int v6;
-} gs_server;
-
-static int gs_parse_entry(const char *s, size_t n, gs_server *out,
-                          const char **why)
+int gs_do_timeout_get(void)
 {
-    size_t i, hs, he, colons = 0;
-
-    while (n > 0 && (*s == ' ' || *s == '\t'))
-        s++, n--;
-    while (n > 0 && (s[n - 1] == ' ' || s[n - 1] == '\t'))
-        n--;
-    if (n == 0) {
-        *why = "empty server entry";
-        return -1;
-    }
-    out->port = GS_DEFAULT_PORT;
-    out->v6 = 0;
-    if (s[0] == '[') {
-        const char *rb = memchr(s, ']', n);
-        if (rb == NULL) {
-            *why = "missing ]";
-            return -1;
-        }
-        hs = 1;
-        he = (size_t)(rb - s);
-        i = he + 1;
-        out->v6 = 1;
-    } else {
-        for (i = 0; i < n; i++)
-            colons += s[i] == ':';
-        hs = 0;
-        if (colons > 1) { /* bare IPv6 address, no port */
-            he = n;
-            out->v6 = 1;
-        } else {
-            const char *c = memchr(s, ':', n);
-            he = c ? (size_t)(c - s) : n;
-        }
-        i = he;
-    }
-    if (he == hs || he - hs >= sizeof out->host) {
-        *why = "bad host";
-        return -1;
-    }
-    for (size_t k = hs; k < he; k++) {
-        if (!gs_host_byte((unsigned char)s[k], out->v6)) {
-            *why = "bad character in host";
-            return -1;
-        }
-    }
-    memcpy(out->host, s + hs, he - hs);
-    out->host[he - hs] = '\0';
-    if (i < n) {
-        unsigned long p = 0;
-        if (s[i] != ':' || i + 1 == n) {
-            *why = "bad port";
-            return -1;
-        }
-        for (i++; i < n; i++) {
-            if (s[i] < '0' || s[i] > '9' || p > 65535) {
-                *why = "bad port";
-                return -1;
-            }
-            p = p * 10 + (unsigned long)(s[i] - '0');
-        }
-        if (p == 0 || p > 65535) {
-            *why = "bad port";
-            return -1;
-        }
-        out->port = (unsigned)p;
-    }
-    return 0;
+    gs_config_load();
+    return __atomic_load_n(&gs_do_timeout_ms, __ATOMIC_RELAXED);
 }
 
-/* Calls fn for each entry; -1 with *why on the first invalid one. */
-static int gs_parse_list(const char *in, size_t n, const char **why,
-                         int (*fn)(const gs_server *, void *), void *ctx)
+void gs_do_timeout_store(int ms)
 {
-    size_t start = 0, count = 0;
+    __atomic_store_n(&gs_do_timeout_ms, ms, __ATOMIC_RELAXED);
+}
 
-    if (n == 0) {
-        *why = "empty server list";
-        return -1;
+void gs_do_timeout_set(int ms)
+{
+    gs_config_load();
+    gs_do_timeout_store(ms);
+}
+
+
+/* ---------------------------------------------------- per-thread clients */
+
+typedef struct gs_conn {
+    char addr[GS_ADDR_LEN];
+    gearman_client_st *client;
+    int timeout;            /* timeout applied to client */
+    int used;               /* a job went through this connection */
+} gs_conn;
+
+typedef struct gs_route {
+    uint64_t gen;
+    char function[GS_FUNCTION_MAX_LEN];
+    unsigned count;
+    gs_server servers[GS_MAX_SERVERS];
+    char addrs[GS_MAX_SERVERS][GS_ADDR_LEN];
+} gs_route;
+
+static void gs_conn_close(gs_conn *c)
+{
+    if (c->client != NULL) {
+        gearman_client_free(c->client);
+        c->client = NULL;
     }
-    while (start <= n) {
-        const char *comma = memchr(in + start, ',', n - start);
-        size_t end = comma ? (size_t)(comma - in) : n;
-        gs_server sv;
-
-        if (gs_parse_entry(in + start, end - start, &sv, why))
-            return -1;
-        if (++count > GS_MAX_SERVERS) {
-            *why = "too many servers";
-            return -1;
-        }
-        if (fn(&sv, ctx))
-            return -1;
-        start = end + 1;
-    }
-    return 0;
-}
-
-typedef struct {
-    char *out;
-    size_t size, len;
-    const char **why;
-} gs_norm_ctx;
-
-static int gs_norm_add(const gs_server *sv, void *p)
-{
-    gs_norm_ctx *c = p;
-    int k = snprintf(c->out + c->len, c->size - c->len, "%s%s%s%s:%u",
-                     c->len ? "," : "", sv->v6 ? "[" : "", sv->host,
-                     sv->v6 ? "]" : "", sv->port);
-    if (k < 0 || (size_t)k >= c->size - c->len) {
-        *c->why = "server list too long";
-        return -1;
-    }
-    c->len += (size_t)k;
-    return 0;
-}
-
-int gs_servers_normalise(const char *in, size_t n, char *out, size_t outsz,
-                         const char **why)
-{
-    gs_norm_ctx c = {out, outsz, 0, why};
-
-    if (outsz == 0)
-        return -1;
-    out[0] = '\0';
-    return gs_parse_list(in, n, why, gs_norm_add, &c);
-}
-
-int gs_servers_set(const char *normalised)
-{
-    size_t n = strlen(normalised);
-
-    if (n == 0 || n >= GS_SERVERS_MAX_LEN)
-        return -1;
-    pthread_mutex_lock(&gs_servers_lock);
-    memcpy(gs_servers, normalised, n + 1);
-    __atomic_add_fetch(&gs_servers_gen, 1, __ATOMIC_RELEASE);
-    pthread_mutex_unlock(&gs_servers_lock);
-    return 0;
-}
-
-void gs_servers_get(char *out, size_t outsz)
-{
-    pthread_mutex_lock(&gs_servers_lock);
-    snprintf(out, outsz, "%s", gs_servers);
-    pthread_mutex_unlock(&gs_servers_lock);
+    c->used = 0;
 }
 
 void gs_client_free(gs_thread *t)
 {
-    if (t->client != NULL) {
-        gearman_client_free(t->client);
-        t->client = NULL;
-    }
-    t->client_used = 0;
+    unsigned i;
+
+    for (i = 0; i < t->nconns; i++)
+        gs_conn_close(&t->conns[i]);
+    free(t->conns);
+    t->conns = NULL;
+    t->nconns = 0;
+    free(t->route);
+    t->route = NULL;
 }
 
-static int gs_client_add(const gs_server *sv, void *p)
+typedef struct {
+    gs_route *r;
+} gs_route_ctx;
+
+static int gs_route_add(const gs_server *sv, void *p)
 {
-    gearman_client_st *client = p;
-    return gearman_client_add_server(client, sv->host, (in_port_t)sv->port) !=
-                   GEARMAN_SUCCESS
-               ? -1
-               : 0;
+    gs_route *r = ((gs_route_ctx *)p)->r;
+    if (r->count >= GS_MAX_SERVERS)
+        return -1;
+    r->servers[r->count] = *sv;
+    snprintf(r->addrs[r->count], GS_ADDR_LEN, "%s%s%s:%u", sv->v6 ? "[" : "",
+             sv->host, sv->v6 ? "]" : "", sv->port);
+    r->count++;
+    return 0;
 }
 
-static int gs_client_build(gs_thread *t)
+/* The parsed server list for function, cached per thread. */
+static gs_route *gs_route_get(gs_thread *t, const char *function)
 {
+    uint64_t gen = gs_servers_generation();
+    gs_route *r = t->route;
     char list[GS_SERVERS_MAX_LEN];
     const char *why = NULL;
-    uint64_t gen;
-    gearman_client_st *client;
+    gs_route_ctx ctx;
+    unsigned i;
 
-    pthread_mutex_lock(&gs_servers_lock);
-    gen = __atomic_load_n(&gs_servers_gen, __ATOMIC_ACQUIRE);
-    memcpy(list, gs_servers, sizeof list);
-    pthread_mutex_unlock(&gs_servers_lock);
-
-    client = gearman_client_create(NULL);
-    if (client == NULL)
-        return -1;
-    if (gs_parse_list(list, strlen(list), &why, gs_client_add, client)) {
-        gearman_client_free(client);
-        return -1;
+    if (r != NULL && r->gen == gen && strcmp(r->function, function) == 0)
+        return r;
+    if (t->conns_gen != gen) { /* list changed: drop every connection */
+        for (i = 0; i < t->nconns; i++)
+            gs_conn_close(&t->conns[i]);
+        t->nconns = 0;
+        t->conns_gen = gen;
     }
-    t->client = client;
-    t->client_gen = gen;
-    t->client_timeout = gs_timeout_get();
-    t->client_used = 0;
-    gearman_client_set_timeout(client, t->client_timeout);
+    if (r == NULL) {
+        r = malloc(sizeof *r);
+        if (r == NULL)
+            return NULL;
+        t->route = r;
+    }
+    gen = gs_servers_lookup(function, list, sizeof list);
+    r->gen = 0; /* invalid until parsed */
+    r->count = 0;
+    snprintf(r->function, sizeof r->function, "%s", function);
+    ctx.r = r;
+    if (gs_parse_list(list, strnlen(list, sizeof list), &why, gs_route_add,
+                      &ctx))
+        return NULL;
+    r->gen = gen;
+    return r;
+}
+
+/* The thread's connection slot for server k of the route (created empty). */
+static gs_conn *gs_conn_get(gs_thread *t, const gs_route *r, unsigned k)
+{
+    unsigned i;
+    gs_conn *c;
+
+    for (i = 0; i < t->nconns; i++)
+        if (strcmp(t->conns[i].addr, r->addrs[k]) == 0)
+            return &t->conns[i];
+    if (t->conns == NULL) {
+        t->conns = calloc(GS_MAX_SERVERS, sizeof *t->conns);
+        if (t->conns == NULL)
+            return NULL;
+    }
+    if (t->nconns == GS_MAX_SERVERS) { /* full: recycle the last slot */
+        gs_conn_close(&t->conns[GS_MAX_SERVERS - 1]);
+        t->nconns--;
+    }
+    c = &t->conns[t->nconns++];
+    memset(c, 0, sizeof *c);
+    snprintf(c->addr, sizeof c->addr, "%s", r->addrs[k]);
+    return c;
+}
+
+/* Accumulates a foreground job's result (task context: a gs_buf). */
+static gearman_return_t gs_task_collect(gearman_task_st *task)
+{
+    gs_buf *b = gearman_task_context(task);
+    const void *d = gearman_task_data(task);
+    size_t n = gearman_task_data_size(task);
+
+    if (b == NULL || d == NULL || n == 0)
+        return GEARMAN_SUCCESS;
+    if (b->len + n > GS_MAX_RESULT_LENGTH || gs_buf_reserve(b, n))
+        return GEARMAN_MEMORY_ALLOCATION_FAILURE;
+    memcpy(b->data + b->len, d, n);
+    b->len += n;
+    return GEARMAN_SUCCESS;
+}
+
+static int gs_conn_ready(gs_conn *c, const gs_server *sv, int timeout)
+{
+    if (c->client == NULL) {
+        gearman_client_st *client = gearman_client_create(NULL);
+        if (client == NULL)
+            return -1;
+        if (gearman_client_add_server(client, sv->host, (in_port_t)sv->port) !=
+            GEARMAN_SUCCESS) {
+            gearman_client_free(client);
+            return -1;
+        }
+        /* foreground results arrive as WORK_DATA and/or WORK_COMPLETE */
+        gearman_client_set_data_fn(client, gs_task_collect);
+        gearman_client_set_complete_fn(client, gs_task_collect);
+        c->client = client;
+        c->used = 0;
+        c->timeout = -1;
+    }
+    if (c->timeout != timeout) {
+        gearman_client_set_timeout(c->client, timeout);
+        c->timeout = timeout;
+    }
     return 0;
 }
 
@@ -267,44 +248,183 @@ static int gs_connection_error(gearman_return_t rc)
     }
 }
 
-int gs_submit_background(const char *function, const char *unique,
-                         const void *workload, size_t workload_len,
-                         char *handle)
+/* One job, any mode.  handle (background) or result (foreground). */
+typedef struct {
+    const char *function, *unique;
+    const void *workload;
+    size_t workload_len;
+    int prio, foreground;
+    char *handle;
+    void *result;
+    size_t result_len;
+} gs_job;
+
+/* Foreground job through the task API (gearman_client_do does not say
+   whether the server had accepted the job when it fails). */
+static gearman_return_t gs_foreground_task(gs_job *j, gearman_client_st *client,
+                                           int timeout, int *accepted)
 {
-    gs_thread *t = gs_thread_get();
-    char uniq[GS_UNIQUE_LEN];
+    gearman_task_st *(*add)(gearman_client_st *, gearman_task_st *, void *,
+                            const char *, const char *, const void *, size_t,
+                            gearman_return_t *) =
+        j->prio == GS_PRIO_HIGH  ? gearman_client_add_task_high
+        : j->prio == GS_PRIO_LOW ? gearman_client_add_task_low
+                                 : gearman_client_add_task;
+    gearman_return_t rc = GEARMAN_UNKNOWN_STATE;
+    gearman_task_st *task;
+    uint64_t deadline = gs_now_ns() + (uint64_t)timeout * 1000000ULL;
+    gs_buf acc = {NULL, 0, 0};
+    const char *h;
+
+    *accepted = 0;
+    task = add(client, NULL, &acc, j->function, j->unique, j->workload,
+               j->workload_len, &rc);
+    if (task == NULL) {
+        free(acc.data);
+        return rc == GEARMAN_SUCCESS ? GEARMAN_MEMORY_ALLOCATION_FAILURE : rc;
+    }
+    do {
+        rc = gearman_client_run_tasks(client);
+    } while ((rc == GEARMAN_IO_WAIT || rc == GEARMAN_PAUSE) &&
+             gs_now_ns() < deadline);
+    h = gearman_task_job_handle(task);
+    *accepted = h != NULL && h[0] != '\0';
+    if (rc == GEARMAN_SUCCESS)
+        rc = gearman_task_return(task);
+    if (rc == GEARMAN_SUCCESS) {
+        j->result = acc.data; /* NULL when the result is empty */
+        j->result_len = acc.len;
+        acc.data = NULL;
+    }
+    free(acc.data);
+    gearman_task_free(task);
+    return rc;
+}
+
+/* 0 done; -1 failed, try the next server; -2 failed, stop (do not fail
+   over: the job may be running). */
+static int gs_job_try(gs_job *j, gs_conn *c, const gs_server *sv, int timeout)
+{
     int attempt;
 
-    if (t == NULL)
-        return -1;
-    if (unique == NULL || unique[0] == '\0') {
-        gs_thread_unique(t, uniq);
-        unique = uniq;
-    }
     for (attempt = 0; attempt < 2; attempt++) {
-        uint64_t gen = __atomic_load_n(&gs_servers_gen, __ATOMIC_ACQUIRE);
-        int timeout = gs_timeout_get();
+        gearman_return_t rc = GEARMAN_UNKNOWN_STATE;
         int reused;
-        gearman_return_t rc;
 
-        if (t->client != NULL && t->client_gen != gen)
-            gs_client_free(t);
-        if (t->client == NULL && gs_client_build(t))
+        if (gs_conn_ready(c, sv, timeout))
             return -1;
-        if (t->client_timeout != timeout) {
-            gearman_client_set_timeout(t->client, timeout);
-            t->client_timeout = timeout;
+        reused = c->used;
+        if (j->foreground) {
+            int accepted = 0;
+            rc = gs_foreground_task(j, c->client, timeout, &accepted);
+            if (rc == GEARMAN_SUCCESS) {
+                c->used = 1;
+                return 0;
+            }
+            gs_conn_close(c);
+            if (accepted) /* the server took the job: no failover */
+                return -2;
+        } else {
+            gearman_return_t (*fn)(gearman_client_st *, const char *,
+                                   const char *, const void *, size_t,
+                                   char *) =
+                j->prio == GS_PRIO_HIGH  ? gearman_client_do_high_background
+                : j->prio == GS_PRIO_LOW ? gearman_client_do_low_background
+                                         : gearman_client_do_background;
+            rc = fn(c->client, j->function, j->unique, j->workload,
+                    j->workload_len, j->handle);
+            if (rc == GEARMAN_SUCCESS) {
+                c->used = 1;
+                return 0;
+            }
+            gs_conn_close(c);
         }
-        reused = t->client_used;
-        rc = gearman_client_do_background(t->client, function, unique,
-                                          workload, workload_len, handle);
-        if (rc == GEARMAN_SUCCESS) {
-            t->client_used = 1;
-            return 0;
-        }
-        gs_client_free(t);
         if (!reused || !gs_connection_error(rc))
             return -1;
     }
     return -1;
+}
+
+static int gs_job_run(gs_job *j)
+{
+    gs_thread *t = gs_thread_get();
+    char uniq[GS_UNIQUE_LEN];
+    gs_route *r;
+    uint64_t now;
+    unsigned k;
+    int timeout;
+
+    if (t == NULL)
+        return -1;
+    timeout = j->foreground ? gs_do_timeout_get() : gs_timeout_get();
+    r = gs_route_get(t, j->function);
+    if (r == NULL)
+        return -1;
+    if (j->unique == NULL || j->unique[0] == '\0') {
+        gs_thread_unique(t, uniq);
+        j->unique = uniq;
+    }
+    now = gs_now_ns();
+    for (k = 0; k < r->count; k++) {
+        gs_conn *c;
+        int rc;
+
+        if (!gs_breaker_allow(r->addrs[k], now))
+            continue;
+        c = gs_conn_get(t, r, k);
+        if (c == NULL) { /* out of memory: not the server's fault */
+            gs_breaker_report(r->addrs[k], 1);
+            return -1;
+        }
+        rc = gs_job_try(j, c, &r->servers[k], timeout);
+        if (rc == 0) {
+            gs_breaker_report(r->addrs[k], 1);
+            return 0;
+        }
+        if (rc == -2) {
+            gs_breaker_report(r->addrs[k], 1); /* it answered */
+            return -1;
+        }
+        gs_breaker_report(r->addrs[k], 0);
+        now = gs_now_ns();
+    }
+    return -1;
+}
+
+int gs_submit_background(const char *function, const char *unique,
+                         const void *workload, size_t workload_len, int prio,
+                         char *handle)
+{
+    gs_job j;
+
+    memset(&j, 0, sizeof j);
+    j.function = function;
+    j.unique = unique;
+    j.workload = workload;
+    j.workload_len = workload_len;
+    j.prio = prio;
+    j.handle = handle;
+    return gs_job_run(&j);
+}
+
+int gs_submit_foreground(const char *function, const char *unique,
+                         const void *workload, size_t workload_len, int prio,
+                         void **result, size_t *result_len)
+{
+    gs_job j;
+
+    memset(&j, 0, sizeof j);
+    j.function = function;
+    j.unique = unique;
+    j.workload = workload;
+    j.workload_len = workload_len;
+    j.prio = prio;
+    j.foreground = 1;
+    *result = NULL;
+    *result_len = 0;
+    if (gs_job_run(&j))
+        return -1;
+    *result = j.result;
+    *result_len = j.result_len;
+    return 0;
 }

@@ -12,6 +12,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 int gs_buf_grow(gs_buf *b, size_t extra)
 {
@@ -334,4 +335,189 @@ void gs_json_key(const UDF_ARGS *args, unsigned i, const char **key,
         *key = a;
         *len = n;
     }
+}
+
+/* ------------------------------------------------ strict JSON validator */
+
+typedef struct {
+    const unsigned char *s;
+    size_t n, i;
+    int depth;
+} gs_jp;
+
+static void gs_jp_ws(gs_jp *p)
+{
+    while (p->i < p->n && (p->s[p->i] == ' ' || p->s[p->i] == '\t' ||
+                           p->s[p->i] == '\n' || p->s[p->i] == '\r'))
+        p->i++;
+}
+
+static int gs_hexdig(unsigned char c)
+{
+    return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f') ||
+           (c >= 'A' && c <= 'F');
+}
+
+static int gs_jp_string(gs_jp *p)
+{
+    if (p->i >= p->n || p->s[p->i] != '"')
+        return 0;
+    p->i++;
+    while (p->i < p->n) {
+        unsigned char c = p->s[p->i];
+        if (c == '"') {
+            p->i++;
+            return 1;
+        }
+        if (c < 0x20)
+            return 0;
+        if (c == '\\') {
+            if (++p->i >= p->n)
+                return 0;
+            c = p->s[p->i];
+            if (c == 'u') {
+                int k;
+                for (k = 1; k <= 4; k++)
+                    if (p->i + k >= p->n || !gs_hexdig(p->s[p->i + k]))
+                        return 0;
+                p->i += 5;
+            } else if (c == '"' || c == '\\' || c == '/' || c == 'b' ||
+                       c == 'f' || c == 'n' || c == 'r' || c == 't') {
+                p->i++;
+            } else
+                return 0;
+        } else if (c >= 0x80) {
+            int k = gs_utf8_seq(p->s + p->i, p->n - p->i);
+            if (k <= 0)
+                return 0;
+            p->i += (size_t)k;
+        } else
+            p->i++;
+    }
+    return 0;
+}
+
+static int gs_jp_value(gs_jp *p);
+
+static int gs_jp_container(gs_jp *p, unsigned char close)
+{
+    if (++p->depth > GS_JSON_MAX_DEPTH)
+        return 0;
+    p->i++; /* [ or { */
+    gs_jp_ws(p);
+    if (p->i < p->n && p->s[p->i] == close) {
+        p->i++;
+        p->depth--;
+        return 1;
+    }
+    for (;;) {
+        if (close == '}') {
+            if (!gs_jp_string(p))
+                return 0;
+            gs_jp_ws(p);
+            if (p->i >= p->n || p->s[p->i] != ':')
+                return 0;
+            p->i++;
+            gs_jp_ws(p);
+        }
+        if (!gs_jp_value(p))
+            return 0;
+        gs_jp_ws(p);
+        if (p->i >= p->n)
+            return 0;
+        if (p->s[p->i] == close) {
+            p->i++;
+            p->depth--;
+            return 1;
+        }
+        if (p->s[p->i] != ',')
+            return 0;
+        p->i++;
+        gs_jp_ws(p);
+    }
+}
+
+static int gs_jp_value(gs_jp *p)
+{
+    unsigned char c;
+
+    if (p->i >= p->n)
+        return 0;
+    c = p->s[p->i];
+    if (c == '{')
+        return gs_jp_container(p, '}');
+    if (c == '[')
+        return gs_jp_container(p, ']');
+    if (c == '"')
+        return gs_jp_string(p);
+    if (c == 't' || c == 'f' || c == 'n') {
+        const char *lit = c == 't' ? "true" : c == 'f' ? "false" : "null";
+        size_t len = strlen(lit);
+        if (p->n - p->i < len || memcmp(p->s + p->i, lit, len) != 0)
+            return 0;
+        p->i += len;
+        return 1;
+    }
+    if (c == '-' || (c >= '0' && c <= '9')) {
+        size_t start = p->i;
+        while (p->i < p->n &&
+               ((p->s[p->i] >= '0' && p->s[p->i] <= '9') || p->s[p->i] == '-' ||
+                p->s[p->i] == '+' || p->s[p->i] == '.' || p->s[p->i] == 'e' ||
+                p->s[p->i] == 'E'))
+            p->i++;
+        return gs_is_json_number((const char *)p->s + start, p->i - start);
+    }
+    return 0;
+}
+
+int gs_json_valid(const char *s, size_t n, int shape)
+{
+    gs_jp p = {(const unsigned char *)s, n, 0, 0};
+
+    if (s == NULL)
+        return 0;
+    gs_jp_ws(&p);
+    for (;;) {
+        if (shape == GS_JV_MEMBERS) {
+            if (!gs_jp_string(&p))
+                return 0;
+            gs_jp_ws(&p);
+            if (p.i >= p.n || p.s[p.i] != ':')
+                return 0;
+            p.i++;
+            gs_jp_ws(&p);
+        }
+        if (!gs_jp_value(&p))
+            return 0;
+        gs_jp_ws(&p);
+        if (p.i == p.n)
+            return 1;
+        if (shape == GS_JV_VALUE || p.s[p.i] != ',')
+            return 0;
+        p.i++;
+        gs_jp_ws(&p);
+    }
+}
+
+int gs_json_nest_requested(const UDF_ARGS *args, unsigned i)
+{
+    const char *a;
+    size_t n;
+
+    if (args->args[i] == NULL || args->arg_type[i] != STRING_RESULT)
+        return 0;
+    gs_json_key(args, i, &a, &n); /* t.json_data -> json_data */
+    if (n >= 5 && strncasecmp(a, "json_", 5) == 0)
+        return 1;
+    return n >= 9 && strncasecmp(a, "udf_json_", 9) == 0;
+}
+
+int gs_json_raw(gs_buf *b, const char *s, size_t n)
+{
+    while (n > 0 && (*s == ' ' || *s == '\t' || *s == '\n' || *s == '\r'))
+        s++, n--;
+    while (n > 0 && (s[n - 1] == ' ' || s[n - 1] == '\t' ||
+                     s[n - 1] == '\n' || s[n - 1] == '\r'))
+        n--;
+    return gs_append(b, s, n);
 }

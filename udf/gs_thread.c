@@ -142,7 +142,6 @@ void gs_json_buf_give(gs_buf *b)
 __attribute__((constructor)) static void gs_library_load(void)
 {
     uint64_t n = 0;
-    const char *env;
 
     if (getrandom(&n, sizeof n, GRND_NONBLOCK) != (ssize_t)sizeof n) {
         struct timespec ts;
@@ -152,14 +151,6 @@ __attribute__((constructor)) static void gs_library_load(void)
     }
     gs_nonce = n;
     gs_key_ok = pthread_key_create(&gs_key, gs_thread_destroy) == 0;
-
-    env = getenv(GS_TIMEOUT_ENV);
-    if (env != NULL && *env != '\0') {
-        char *end;
-        long v = strtol(env, &end, 10);
-        if (*end == '\0' && v >= 1 && v <= GS_TIMEOUT_MAX_MS)
-            gs_timeout_set((int)v);
-    }
 }
 
 __attribute__((destructor)) static void gs_library_unload(void)

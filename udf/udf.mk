@@ -50,3 +50,61 @@ udf-clean:
 	rm -rf $(UDF_OBJDIR) $(UDF_SO)
 
 -include $(UDF_OBJS:.o=.d)
+
+# ---------------------------------------------------------------- sanitizers
+# make udf-asan   ASan+UBSan build of the same sources into build/asan/
+#                 (UBSan aborts on the first report).
+# make fuzz       the hypothesis fuzz of every UDF (tests/udf/test_fuzz.py) against
+#                 the ASan build, FUZZ_EXAMPLES per function (default 5000), plus the
+#                 rest of tests/udf under ASan.  The ASan runtime is LD_PRELOADed into
+#                 Python; leak checking is off there (Python's own allocations), see
+#                 README "The UDF library" for the valgrind run.
+ASAN_BUILD ?= $(BUILD)/asan
+ASAN_FLAGS := -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
+FUZZ_EXAMPLES ?= 5000
+ASAN_PRELOAD = $(shell $(CC) -print-file-name=libasan.so) $(shell $(CC) -print-file-name=libubsan.so)
+ASAN_OPTS = detect_leaks=0:abort_on_error=1:detect_odr_violation=0
+ASAN_ENV = LD_PRELOAD="$(ASAN_PRELOAD)" \
+	ASAN_OPTIONS=$(ASAN_OPTS) \
+	UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
+	GEARSYNC_UDF_SO=$(abspath $(ASAN_BUILD))/gearsync_udf.so
+
+.PHONY: udf-asan fuzz
+
+udf-asan:
+	$(MAKE) -f udf/udf.mk udf BUILD=$(ASAN_BUILD) MYSQL_CONFIG=$(MYSQL_CONFIG) \
+		UDF_EXTRA_CFLAGS="$(ASAN_FLAGS)" UDF_EXTRA_LDFLAGS="$(ASAN_FLAGS)"
+
+# pytest captures fd 2, so sanitizer reports also go to .run/asan-fuzz.<pid>.
+fuzz: udf-asan
+	@mkdir -p .run && rm -f .run/asan-fuzz.*
+	$(ASAN_ENV) ASAN_OPTIONS=$(ASAN_OPTS):log_path=$(abspath .run)/asan-fuzz \
+		UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1:log_path=$(abspath .run)/asan-fuzz \
+		GEARSYNC_FUZZ_EXAMPLES=$(FUZZ_EXAMPLES) \
+		$(or $(wildcard .venv/bin/python),python3) -m pytest -q -p no:cacheprovider tests/udf \
+		|| { cat .run/asan-fuzz.* 2>/dev/null; exit 1; }
+	@if ls .run/asan-fuzz.* >/dev/null 2>&1; then cat .run/asan-fuzz.*; exit 1; fi
+
+# make udf-stress       the server-side UDF tests with the big concurrency run (16 connections
+#                       x STRESS_ROWS rows x STRESS_ROUNDS rounds), then the same load with
+#                       UDF-free triggers as a control for mariadbd's own RSS curve.
+# make udf-server-asan  the server-side UDF tests with build/asan/gearsync_udf.so loaded into
+#                       mariadbd and the ASan runtime LD_PRELOADed; reports go to
+#                       .run/asan-mariadbd.<pid> (none = clean).
+STRESS_ROWS ?= 5000
+STRESS_ROUNDS ?= 8
+PYTEST_BIN = $(or $(wildcard .venv/bin/python),python3) -m pytest -p no:cacheprovider
+
+.PHONY: udf-stress udf-server-asan
+
+udf-stress: udf
+	GEARSYNC_STRESS_ROWS=$(STRESS_ROWS) GEARSYNC_STRESS_ROUNDS=$(STRESS_ROUNDS) GEARSYNC_STRESS_RSS_BOUND_MIB=96 \
+		$(PYTEST_BIN) -q -s tests/test_udf_server.py
+	GEARSYNC_STRESS_CONTROL=1 GEARSYNC_STRESS_ROWS=$(STRESS_ROWS) GEARSYNC_STRESS_ROUNDS=$(STRESS_ROUNDS) GEARSYNC_STRESS_RSS_BOUND_MIB=96 \
+		$(PYTEST_BIN) -q -s tests/test_udf_server.py -k concurrency
+
+udf-server-asan: udf udf-asan
+	rm -f .run/asan-mariadbd.*
+	GEARSYNC_SERVER_ASAN=1 $(PYTEST_BIN) -q -s tests/test_udf_server.py
+	@if ls .run/asan-mariadbd.* >/dev/null 2>&1; then cat .run/asan-mariadbd.*; exit 1; \
+	else echo "udf-server-asan: no ASan/UBSan report from mariadbd"; fi

@@ -60,13 +60,31 @@ typedef struct st_udf_init {
 
 #: SQL name -> return kind; every function also has _init and _deinit.
 FUNCTIONS = {
+    "json_array": "string",
+    "udf_json_array": "string",
     "json_object": "string",
     "udf_json_object": "string",
+    "json_members": "string",
+    "udf_json_members": "string",
+    "json_values": "string",
+    "udf_json_values": "string",
     "gman_servers_set": "string",
+    "gman_do": "string",
+    "gman_do_high": "string",
+    "gman_do_low": "string",
     "gman_do_background": "string",
+    "gman_do_high_background": "string",
+    "gman_do_low_background": "string",
+    "gman_sum": "int",
     "gearsync_udf_info": "string",
     "gearsync_timeout_set": "int",
+    "gearsync_send": "string",
+    "gearsync_send_flush": "int",
+    "gearsync_do_timeout_set": "int",
 }
+
+#: aggregate functions: they also export _clear, _add (and _reset).
+AGGREGATES = {"gman_sum"}
 
 _PROTO = {
     "string": "char *{n}(UDF_INIT *, UDF_ARGS *, char *result, unsigned long *length,"
@@ -82,6 +100,10 @@ def cdef_source() -> str:
         lines.append(f"my_bool {name}_init(UDF_INIT *, UDF_ARGS *, char *message);")
         lines.append(f"void {name}_deinit(UDF_INIT *);")
         lines.append(_PROTO[kind].format(n=name))
+        if name in AGGREGATES:
+            lines.append(f"void {name}_clear(UDF_INIT *, char *is_null, char *error);")
+            lines.append(f"void {name}_add(UDF_INIT *, UDF_ARGS *, char *is_null, char *error);")
+            lines.append(f"void {name}_reset(UDF_INIT *, UDF_ARGS *, char *is_null, char *error);")
     return "\n".join(lines)
 
 
@@ -160,10 +182,15 @@ def convert(v: Any, to: int) -> Any:
     if to == INT_RESULT:
         if isinstance(v, (bytes, str)):
             try:
-                return int(float(v))
+                v = float(v)
             except ValueError:
                 return 0
-        return int(v)
+        if isinstance(v, float):
+            if v != v:
+                return 0
+            v = max(min(v, 9.2233720368547748e18), -9.2233720368547758e18)
+        # saturate like the server's val_int()
+        return max(min(int(v), 2 ** 63 - 1), -(2 ** 63))
     if to == REAL_RESULT:
         if isinstance(v, (bytes, str)):
             try:
@@ -288,6 +315,30 @@ class Udf:
         return ret
 
     __call__ = call
+
+    def group(self, rows: Sequence[Optional[Sequence[Any]]]) -> Any:
+        """One GROUP of an aggregate as mysqld runs it: _clear, _add per row, result."""
+        assert self.initialized and self.name in AGGREGATES
+        clear = getattr(self.lib, self.name + "_clear")
+        add = getattr(self.lib, self.name + "_add")
+        self.is_null[0] = b"\x00"
+        self.error[0] = b"\x00"
+        clear(self.initid, self.is_null, self.error)
+        for values in rows:
+            if values is None:
+                values = [a.value for a in self.args]
+            keep: list = []
+            for i, (a, v) in enumerate(zip(self.args, values)):
+                self._set(i, a.value if a.const else v, self.arg_type[i], keep)
+            self._keep[1:] = [keep]
+            add(self.initid, self.udf_args, self.is_null, self.error)
+        self.is_null[0] = b"\x00"
+        ret = self.fn(self.initid, self.udf_args, self.is_null, self.error)
+        if self.error[0] != b"\x00":
+            raise UdfError(self.name)
+        if self.is_null[0] != b"\x00":
+            return None
+        return ret
 
     def close(self) -> None:
         if self.initialized:

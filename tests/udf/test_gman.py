@@ -71,7 +71,7 @@ def test_servers_set_non_constant_invalid_or_null_returns_null(gearmand: Gearman
     assert gearmand.queued("unchanged") == 1
 
 
-@pytest.mark.parametrize("args", [(), (b"a", b"b")])
+@pytest.mark.parametrize("args", [(), (b"a", b"b", b"c")])
 def test_servers_set_arity(args) -> None:
     msg = init_error("gman_servers_set", *args)
     assert msg is not None and msg.startswith("gman_servers_set")
@@ -204,7 +204,9 @@ def test_gearmand_restart_reconnects(gearmand_factory, tmp_path) -> None:
          "--threads=1"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         assert wait_for(lambda: _can_connect(port), 10)
-        assert submit("r") is not None
+        # the breaker opened when the submit failed: it lets a probe through
+        # after at most breaker_max_ms (2 s)
+        assert wait_for(lambda: submit("r") is not None, 5)
         assert g2.queued("r") == 1
     finally:
         g2.stop()
@@ -256,7 +258,7 @@ def test_hung_gearmand_returns_null_within_timeout(gearmand: Gearmand, warm: boo
         assert time.monotonic() - t < 1.0
     finally:
         gearmand.resume()
-    assert submit("hung") is not None  # recovers
+    assert wait_for(lambda: submit("hung") is not None, 5)  # recovers (breaker probe)
 
 
 def test_timeout_set(gearmand: Gearmand) -> None:

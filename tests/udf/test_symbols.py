@@ -11,21 +11,54 @@ EXPECTED = {
     f"{name}{suffix}"
     for name in harness.FUNCTIONS
     for suffix in ("", "_init", "_deinit")
-}
+} | {f"{name}{suffix}" for name in harness.AGGREGATES for suffix in ("_clear", "_add", "_reset")}
 LINKER = {"_init", "_fini", "_edata", "_end", "__bss_start"}
 
 
+def _registered() -> set:
+    """Functions sql/install.sql registers (CREATE [AGGREGATE] FUNCTION ... SONAME)."""
+    sql = (harness.ROOT / "sql" / "install.sql").read_text()
+    return set(re.findall(r"CREATE\s+(?:AGGREGATE\s+)?FUNCTION\s+(?:IF\s+NOT\s+EXISTS\s+)?(\w+)",
+                          sql, re.I))
+
+
 def test_exports_exactly_the_sql_functions() -> None:
+    """Every function of the harness is exported; anything else exported is an
+    SQL function that install.sql registers (nothing but SQL entry points)."""
     out = subprocess.run(["nm", "-D", "--defined-only", str(harness.so_path())],
                          check=True, capture_output=True, text=True).stdout
-    names = {line.split()[-1] for line in out.splitlines() if line.strip()}
-    assert names - LINKER == EXPECTED
+    names = {line.split()[-1] for line in out.splitlines() if line.strip()} - LINKER
+    assert EXPECTED <= names
+    others = {n for n in names - EXPECTED}
+    bases = {re.sub(r"_(init|deinit|clear|add|reset)$", "", n) for n in others}
+    assert bases <= _registered(), bases - _registered()
+    assert others <= {f"{b}{s}" for b in bases for s in ("", "_init", "_deinit")}
+
+
+def test_install_sql_registers_every_function() -> None:
+    """install.sql registers every function except the classic JSON names, which
+    clash with native functions on current servers (ERROR 1585)."""
+    classic = {"json_array", "json_object", "json_members", "json_values"}
+    assert PARITY - classic <= _registered()
+    sql = (harness.ROOT / "sql" / "install.sql").read_text()
+    assert re.search(r"CREATE\s+AGGREGATE\s+FUNCTION\s+IF\s+NOT\s+EXISTS\s+gman_sum\s+RETURNS\s+INTEGER",
+                     sql, re.I)
+    drop = (harness.ROOT / "sql" / "uninstall.sql").read_text()
+    for name in PARITY - classic:
+        assert re.search(rf"DROP\s+FUNCTION\s+IF\s+EXISTS\s+{name}\s*;", drop, re.I), name
 
 
 def test_expected_set_is_what_the_brief_names() -> None:
-    assert {n for n in EXPECTED if not n.endswith(("_init", "_deinit"))} == {
-        "json_object", "udf_json_object", "gman_servers_set", "gman_do_background",
-        "gearsync_udf_info", "gearsync_timeout_set"}
+    assert {n for n in EXPECTED if not n.endswith(("_init", "_deinit", "_clear", "_add", "_reset"))} >= PARITY
+
+
+#: the lib_mysqludf_json + gearman-mysql-udf API and gearsync's own settings functions
+PARITY = {
+        "json_array", "udf_json_array", "json_object", "udf_json_object",
+        "json_members", "udf_json_members", "json_values", "udf_json_values",
+        "gman_servers_set", "gman_do", "gman_do_high", "gman_do_low",
+        "gman_do_background", "gman_do_high_background", "gman_do_low_background",
+        "gman_sum", "gearsync_udf_info", "gearsync_timeout_set", "gearsync_do_timeout_set"}
 
 
 def test_no_libpython() -> None:

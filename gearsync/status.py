@@ -1,0 +1,83 @@
+"""How far behind is Redis? ``gearsync.status(...)`` and ``gearsync status``.
+
+Minimal version: the outbox size and the age of its oldest row (the safe-mode lag: a row
+leaves the outbox when it has been applied), and whether MariaDB, Redis and gearmand answer.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from typing import Any, Optional, Sequence
+
+__all__ = ["Status", "status"]
+
+
+@dataclass
+class Status:
+    #: Rows in gearsync.outbox (committed changes not yet applied), None if not asked/unknown.
+    outbox_size: Optional[int] = None
+    #: Seconds since the oldest of them was written (None: outbox empty or unknown).
+    oldest_age: Optional[float] = None
+    #: component ("mysql", "redis", "gearman host:port") → None if it answered, else the error.
+    errors: dict[str, Optional[str]] = field(default_factory=dict)
+
+    @property
+    def ok(self) -> bool:
+        """Every component asked about answered."""
+        return all(e is None for e in self.errors.values())
+
+    def as_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["ok"] = self.ok
+        return d
+
+    def to_json(self) -> str:
+        return json.dumps(self.as_dict(), sort_keys=True)
+
+    def __str__(self) -> str:
+        lines = []
+        if self.outbox_size is not None:
+            age = "-" if self.oldest_age is None else f"{self.oldest_age:.3f} s"
+            lines.append(f"outbox: {self.outbox_size} rows, oldest {age}")
+        for name, err in self.errors.items():
+            lines.append(f"{name}: {'ok' if err is None else 'UNREACHABLE: ' + err}")
+        return "\n".join(lines)
+
+
+def status(mysql_url: str | None = None, redis_url: str | None = None,
+           gearman: Sequence[tuple[str, int]] = (), timeout: float = 2.0) -> Status:
+    """Ask each component given; never raises for an unreachable one (see ``Status.errors``)."""
+    st = Status()
+    if mysql_url:
+        from .outbox import Outbox
+
+        ob = Outbox(mysql_url, connect_timeout=timeout, read_timeout=max(timeout, 5.0))
+        try:
+            st.outbox_size, st.oldest_age = ob.stats()
+            st.errors["mysql"] = None
+        except Exception as e:
+            st.errors["mysql"] = str(e)
+        finally:
+            ob.close()
+    if redis_url:
+        import redis
+
+        try:
+            client = redis.Redis.from_url(redis_url, socket_timeout=timeout, socket_connect_timeout=timeout)
+            try:
+                client.ping()
+            finally:
+                client.close()
+            st.errors["redis"] = None
+        except Exception as e:
+            st.errors["redis"] = f"{type(e).__name__}: {e}"
+    for host, port in gearman:
+        from .gearman import admin
+
+        try:
+            admin.version(host, port, timeout)
+            st.errors[f"gearman {host}:{port}"] = None
+        except Exception as e:
+            st.errors[f"gearman {host}:{port}"] = f"{type(e).__name__}: {e}"
+    return st

@@ -1,0 +1,190 @@
+"""Safe-mode (outbox) trigger SQL for any table.
+
+For a table, :func:`safe_triggers` returns the statements that create its AFTER INSERT /
+UPDATE / DELETE triggers. Each trigger, in the writer's own transaction:
+
+1. inserts one row into ``gearsync.outbox``: the source table, the Redis key (``key_prefix`` +
+   the key columns joined by ``:``), the old key when an UPDATE changed it, the op, and the
+   value columns as a JSON object (MariaDB's native ``JSON_OBJECT``: byte-exact for every
+   string, numbers as their SQL text);
+2. rings gearmand: ``gman_do_background('gearsync', <outbox id>, <outbox id>)`` (workload and
+   unique are the id; ``LAST_INSERT_ID()`` inside a trigger is the outbox id, and the
+   application's own ``LAST_INSERT_ID()`` is restored when the trigger ends).
+
+The worker turns the JSON object into the Redis value: one value column → its value (a NULL
+deletes the key); several → the JSON object text. Key columns must be NOT NULL (a primary
+key): a NULL key makes the outbox insert, and so the writer's statement, fail.
+
+Identifiers are quoted with backticks; string literals that are not plain ASCII words are
+written as hex literals, so the output is correct under any ``sql_mode``.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Sequence
+
+__all__ = ["safe_triggers", "drop_triggers", "trigger_names", "quote_ident", "quote_string",
+           "render_script", "OUTBOX_TABLE", "SAFE_FUNCTION"]
+
+OUTBOX_TABLE = ("gearsync", "outbox")
+SAFE_FUNCTION = "gearsync"
+#: UDFs that can ring gearmand from a safe-mode trigger.
+DOORBELLS = ("gman_do_background", "gearsync_send")
+
+_PLAIN = re.compile(r"[A-Za-z0-9_:./ @#$%+=,-]*\Z")
+
+
+def quote_ident(name: str) -> str:
+    """`name` for SQL: backticks, inner backticks doubled; NUL and empty names rejected."""
+    if not name or "\0" in name:
+        raise ValueError(f"bad SQL identifier {name!r}")
+    return "`" + name.replace("`", "``") + "`"
+
+
+def quote_string(text: str) -> str:
+    """A string literal: ``'plain'`` for simple ASCII, else a utf8mb4 hex literal."""
+    if _PLAIN.match(text):
+        return "'" + text + "'"
+    return "CONVERT(X'" + text.encode("utf-8").hex().upper() + "' USING utf8mb4)"
+
+
+def _qualified(schema: str, table: str) -> str:
+    return quote_ident(schema) + "." + quote_ident(table)
+
+
+def trigger_names(table: str) -> dict[str, str]:
+    """op → trigger name (``<table>_gearsync_ai`` / ``_au`` / ``_ad``)."""
+    names = {op: f"{table}_gearsync_a{op[0]}" for op in ("insert", "update", "delete")}
+    for n in names.values():
+        if len(n) > 64:
+            raise ValueError(f"trigger name {n!r} is longer than 64 characters")
+    return names
+
+
+def _key_expr(alias: str, key_columns: Sequence[str], prefix: str) -> str:
+    parts: list[str] = [quote_string(prefix)] if prefix else []
+    for i, col in enumerate(key_columns):
+        if i:
+            parts.append("':'")
+        parts.append(f"{alias}.{quote_ident(col)}")
+    return "CONCAT(" + ", ".join(parts) + ")"
+
+
+def _row_expr(alias: str, value_columns: Sequence[str]) -> str:
+    members = ", ".join(f"{quote_string(c)}, {alias}.{quote_ident(c)}" for c in value_columns)
+    return f"JSON_OBJECT({members})"
+
+
+def safe_triggers(
+    schema: str,
+    table: str,
+    key_columns: Sequence[str],
+    value_columns: Sequence[str],
+    key_prefix: str | None = None,
+    *,
+    function: str = SAFE_FUNCTION,
+    outbox: tuple[str, str] = OUTBOX_TABLE,
+    doorbell: str = "gearsync_send",
+) -> list[str]:
+    """The DROP/CREATE TRIGGER statements of one table, each a single SQL statement.
+
+    ``key_prefix`` defaults to ``"<table>:"``; pass ``""`` for bare keys. Feed the list to a
+    DB-API cursor one statement at a time, or :func:`render_script` it for the mysql client.
+    ``doorbell`` is the UDF that rings gearmand with ``(function, id, id)``:
+    ``gman_do_background`` waits for gearmand's ack (a round trip per row); a pipelined
+    no-wait sender such as ``gearsync_send`` is cheaper and loses nothing here (a lost
+    doorbell only leaves the row to the sweeper).
+    """
+    if doorbell not in DOORBELLS:
+        raise ValueError(f"unknown doorbell {doorbell!r}: expected one of {', '.join(DOORBELLS)}")
+    if isinstance(key_columns, str) or isinstance(value_columns, str):
+        raise TypeError("key_columns and value_columns are sequences of column names")
+    if not key_columns:
+        raise ValueError("at least one key column is needed")
+    if not value_columns:
+        raise ValueError("at least one value column is needed")
+    prefix = f"{table}:" if key_prefix is None else key_prefix
+    target = _qualified(schema, table)
+    ob = _qualified(*outbox)
+    source = quote_string(f"{schema}.{table}")
+    fn = quote_string(function)
+    names = trigger_names(table)
+    new_key, old_key = _key_expr("NEW", key_columns, prefix), _key_expr("OLD", key_columns, prefix)
+    ring = f"  DO {doorbell}({fn}, LAST_INSERT_ID(), LAST_INSERT_ID());\n"
+    key_same = f"CAST({new_key} AS BINARY) <=> CAST({old_key} AS BINARY)"
+    old_row_still_there = " AND ".join(
+        f"{quote_ident(c)} = OLD.{quote_ident(c)} AND BINARY {quote_ident(c)} = BINARY OLD.{quote_ident(c)}"
+        for c in key_columns)
+    cols = f"{ob} (`source`, `k`, `old_k`, `op`, `row`)"
+    bodies = {
+        "insert": f"  INSERT INTO {cols}\n    VALUES ({source}, {new_key}, NULL, 'insert', "
+                  f"{_row_expr('NEW', value_columns)});\n",
+        "update": f"  IF {key_same} THEN\n"
+                  f"    INSERT INTO {cols}\n      VALUES ({source}, {new_key}, NULL, 'update', "
+                  f"{_row_expr('NEW', value_columns)});\n"
+                  f"  {ring}"
+                  # UPDATE IGNORE that hits a duplicate key on a key change fires this trigger
+                  # though the row stays where it was (MariaDB 10.11): then OLD's row still exists.
+                  f"  ELSEIF NOT EXISTS (SELECT 1 FROM {target} WHERE {old_row_still_there}) THEN\n"
+                  f"    INSERT INTO {cols}\n      VALUES ({source}, {new_key}, {old_key}, 'update', "
+                  f"{_row_expr('NEW', value_columns)});\n"
+                  f"  {ring}"
+                  f"  END IF;\n",
+        "delete": f"  INSERT INTO {cols}\n    VALUES ({source}, {old_key}, NULL, 'delete', NULL);\n",
+    }
+    out: list[str] = []
+    for op, body in bodies.items():
+        name = _qualified(schema, names[op])
+        tail = "" if op == "update" else ring
+        out.append(f"DROP TRIGGER IF EXISTS {name}")
+        out.append(f"CREATE TRIGGER {name} AFTER {op.upper()} ON {target} FOR EACH ROW\nBEGIN\n{body}{tail}END")
+    return out
+
+
+def drop_triggers(schema: str, table: str) -> list[str]:
+    """The statements removing what :func:`safe_triggers` created."""
+    return [f"DROP TRIGGER IF EXISTS {_qualified(schema, n)}" for n in trigger_names(table).values()]
+
+
+def render_script(statements: Sequence[str]) -> str:
+    """Statements as a script for the ``mysql``/``mariadb`` client (``DELIMITER $$`` around
+    compound statements)."""
+    lines: list[str] = []
+    for stmt in statements:
+        if "BEGIN\n" in stmt:
+            lines += ["DELIMITER $$", stmt + "$$", "DELIMITER ;"]
+        else:
+            lines.append(stmt + ";")
+    return "\n".join(lines) + "\n"
+
+
+#: The safe-mode section of ``sql/install.sql`` sits between these two lines.
+INSTALL_BEGIN = "-- BEGIN gearsync safe mode (generated by gearsync.triggers.install_section(); do not edit)"
+INSTALL_END = "-- END gearsync safe mode"
+
+
+def install_section() -> str:
+    """The outbox and the safe-mode demo table ``test.test_safe`` with its triggers, as pasted
+    into ``sql/install.sql`` (a test checks the file holds exactly this)."""
+    from .outbox import OUTBOX_DDL
+
+    return "\n".join([
+        INSTALL_BEGIN,
+        "-- The outbox: one row per change of a safe-mode table, written by its triggers in the",
+        "-- writer's transaction; id is the change's version. gearsync workers delete applied rows.",
+        OUTBOX_DDL.rstrip("\n"),
+        "",
+        "-- The safe-mode demo table: changes arrive as SET test_safe:<id> <name> / DEL test_safe:<id>.",
+        "CREATE TABLE IF NOT EXISTS `test`.`test_safe` (",
+        "  `id` INT NOT NULL PRIMARY KEY,",
+        "  `name` VARCHAR(255)",
+        ") ENGINE=InnoDB DEFAULT CHARSET=utf8mb4;",
+        render_script(safe_triggers("test", "test_safe", ["id"], ["name"], "test_safe:")).rstrip("\n"),
+        INSTALL_END,
+    ]) + "\n"
+
+
+def uninstall_section() -> str:
+    """The statements of ``sql/uninstall.sql`` that remove the safe-mode triggers."""
+    return render_script(drop_triggers("test", "test_safe"))

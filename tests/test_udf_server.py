@@ -1,0 +1,474 @@
+"""The UDF library inside a real mariadbd: every function through SQL, the nesting rule,
+strict-mode triggers, failover between two gearmand, the circuit breaker, the config file
+across a server restart, and a concurrency test with mariadbd's RSS bound.
+
+These tests run their own MariaDB (module scope) whose plugin dir holds a copy of the
+library, so they can write its config file and restart it without disturbing the session
+stack.  Environment:
+  GEARSYNC_SERVER_ASAN=1      load build/asan/gearsync_udf.so (make udf-asan) into mariadbd
+                              with the ASan runtime LD_PRELOADed (make udf-server-asan)
+  GEARSYNC_STRESS_ROWS=N      rows per connection per round of the concurrency test
+                              (default 1000; make udf-stress uses 5000)
+  GEARSYNC_STRESS_ROUNDS=N    rounds (default 4; make udf-stress uses 8)
+  GEARSYNC_STRESS_CONTROL=1   the same workload with triggers that call no UDF: mariadbd's
+                              own RSS curve, to compare with (make udf-stress runs both)
+  GEARSYNC_STRESS_RSS_BOUND_MIB=N  RSS growth bound after the first round (default 48;
+                              make udf-stress uses 96: 8 rounds x 80,000 rows)
+"""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import statistics
+import subprocess
+import threading
+import time
+from pathlib import Path
+from typing import Any, Callable, Iterator, List
+
+import pymysql
+import pytest
+
+from gearsync.testing.stack import REPO_ROOT, Gearmand, MariaDB, free_port
+
+ASAN = os.environ.get("GEARSYNC_SERVER_ASAN") == "1"
+STRESS_ROWS = int(os.environ.get("GEARSYNC_STRESS_ROWS", "1000"))
+STRESS_ROUNDS = int(os.environ.get("GEARSYNC_STRESS_ROUNDS", "4"))
+CONTROL = os.environ.get("GEARSYNC_STRESS_CONTROL") == "1"
+RSS_BOUND_MIB = int(os.environ.get("GEARSYNC_STRESS_RSS_BOUND_MIB", "48"))
+GEARMAN = shutil.which("gearman") or "/usr/bin/gearman"
+
+STRICT_TRIGGER = """
+CREATE TRIGGER {table}_ai AFTER INSERT ON {table} FOR EACH ROW
+BEGIN
+  IF gman_do_background('{function}', udf_json_object(NEW.id AS id, NEW.name AS name)) IS NULL THEN
+    SIGNAL SQLSTATE '45000' SET MESSAGE_TEXT = 'gearsync: job not queued';
+  END IF;
+END"""
+LENIENT_TRIGGER = """
+CREATE TRIGGER {table}_ai AFTER INSERT ON {table} FOR EACH ROW
+  DO gman_do_background('{function}', udf_json_object(NEW.id AS id, NEW.name AS name))"""
+
+
+def wait_for(pred: Callable[[], bool], timeout: float = 10.0) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if pred():
+            return True
+        time.sleep(0.05)
+    return pred()
+
+
+def queued(g: Gearmand, function: str) -> int:
+    return g.status().get(function, (0, 0, 0))[0]
+
+
+def rss_kb(pid: int) -> int:
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    raise RuntimeError("no VmRSS")
+
+
+# ------------------------------------------------------------------ fixtures
+
+@pytest.fixture(scope="module")
+def plugin_dir(udf_so: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    d = tmp_path_factory.mktemp("plugin")
+    src = udf_so
+    if ASAN:
+        subprocess.run(["make", "-s", "-C", str(REPO_ROOT), "udf-asan"], check=True)
+        src = REPO_ROOT / "build" / "asan" / "gearsync_udf.so"
+    shutil.copy(src, d / "gearsync_udf.so")
+    return d
+
+
+def _asan_env() -> dict:
+    if not ASAN:
+        return {}
+    libs = [subprocess.run(["cc", f"-print-file-name={n}"], capture_output=True, text=True,
+                           check=True).stdout.strip() for n in ("libasan.so", "libubsan.so")]
+    return {"LD_PRELOAD": " ".join(libs),
+            "ASAN_OPTIONS": "detect_leaks=0:abort_on_error=1:detect_odr_violation=0:"
+                            "log_path=" + str(REPO_ROOT / ".run" / "asan-mariadbd"),
+            "UBSAN_OPTIONS": "print_stacktrace=1:halt_on_error=1"}
+
+
+@pytest.fixture(scope="module")
+def db(plugin_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[MariaDB]:
+    """A MariaDB of this module, every UDF registered by sql/install.sql."""
+    if ASAN:
+        (REPO_ROOT / ".run").mkdir(exist_ok=True)
+    # A small buffer pool: it fills in the first round of the concurrency test, after
+    # which InnoDB's memory stays put and mariadbd's RSS shows what the UDFs keep.
+    m = MariaDB(tmp_path_factory.mktemp("udfdb"), plugin_dir=plugin_dir, env=_asan_env(),
+                extra_args=["--innodb-buffer-pool-size=16M"])
+    if ASAN:
+        m.start_timeout = 180
+    with m:
+        m.source(REPO_ROOT / "sql" / "install.sql")
+        m.execute("CREATE DATABASE IF NOT EXISTS udft")
+        if ASAN:  # the sanitizer runtime and the instrumented library are really loaded
+            maps = Path(f"/proc/{m.proc.pid}/maps").read_text()
+            assert "libasan" in maps and str(plugin_dir / "gearsync_udf.so") in maps
+        yield m
+        assert m.running, "mariadbd died"
+
+
+@pytest.fixture
+def conn(db: MariaDB) -> Iterator[Any]:
+    c = db.connect(database="udft")
+    yield c
+    c.close()
+
+
+@pytest.fixture
+def gm(tmp_path: Path) -> Iterator[Gearmand]:
+    with Gearmand(tmp_path / "gm") as g:
+        yield g
+
+
+@pytest.fixture
+def gm2(tmp_path: Path) -> Iterator[Gearmand]:
+    with Gearmand(tmp_path / "gm2") as g:
+        yield g
+
+
+def q(conn: Any, sql: str, args: Any = None) -> list:
+    with conn.cursor() as cur:
+        cur.execute(sql, args)
+        return list(cur.fetchall())
+
+
+def one(conn: Any, sql: str, args: Any = None) -> Any:
+    """First column of the first row; UDF strings (binary) decoded as UTF-8."""
+    v = q(conn, sql, args)[0][0]
+    return v.decode("utf-8") if isinstance(v, bytes) else v
+
+
+def make_table(conn: Any, table: str, trigger: str, function: str) -> None:
+    q(conn, f"DROP TABLE IF EXISTS {table}")
+    q(conn, f"CREATE TABLE {table} (id INT PRIMARY KEY, name VARCHAR(255)) ENGINE=InnoDB")
+    q(conn, trigger.format(table=table, function=function))
+
+
+class Worker:
+    def __init__(self, g: Gearmand, function: str, *cmd: str) -> None:
+        self.proc = subprocess.Popen(
+            [GEARMAN, "-w", "-h", g.host, "-p", str(g.port), "-f", function, "--", *cmd],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        if not wait_for(lambda: g.status().get(function, (0, 0, 0))[2] >= 1, 10):
+            self.stop()
+            raise RuntimeError(f"gearman -w {function} did not register")
+
+    def stop(self) -> None:
+        self.proc.kill()
+        self.proc.wait()
+
+
+# ------------------------------------------------------------------ registration
+
+EXPECTED = {
+    "udf_json_array": ("str", "function"), "udf_json_object": ("str", "function"),
+    "udf_json_members": ("str", "function"), "udf_json_values": ("str", "function"),
+    "gman_servers_set": ("str", "function"), "gman_do": ("str", "function"),
+    "gman_do_high": ("str", "function"), "gman_do_low": ("str", "function"),
+    "gman_do_background": ("str", "function"), "gman_do_high_background": ("str", "function"),
+    "gman_do_low_background": ("str", "function"), "gman_sum": ("int", "aggregate"),
+    "gearsync_udf_info": ("str", "function"), "gearsync_timeout_set": ("int", "function"),
+    "gearsync_do_timeout_set": ("int", "function"),
+}
+
+
+def test_install_registers_every_function(conn: Any, db: MariaDB) -> None:
+    rows = {r[0]: (r[1], r[2]) for r in q(conn, "SELECT name, ret, type FROM mysql.func")}
+    ret = {0: "str", 1: "real", 2: "int", 4: "decimal"}
+    got = {k: (ret.get(v[0], v[0]), v[1]) for k, v in rows.items()}
+    for name, want in EXPECTED.items():
+        assert got.get(name) == want, name
+    db.source(REPO_ROOT / "sql" / "install.sql")  # idempotent
+
+
+def test_classic_json_names_clash_on_this_server(conn: Any) -> None:
+    with pytest.raises(pymysql.err.MySQLError) as e:
+        q(conn, "CREATE FUNCTION json_object RETURNS STRING SONAME 'gearsync_udf.so'")
+    assert e.value.args[0] == 1585
+
+
+# ------------------------------------------------------------------ JSON through SQL
+
+def test_json_functions_in_sql(conn: Any) -> None:
+    out = one(conn, "SELECT udf_json_array(1, 'MARY', NULL, 2.50, 1e0/3, "
+                    "CAST('2006-02-15 04:57:20' AS DATETIME), 18446744073709551615)")
+    assert json.loads(out) == [1, "MARY", None, 2.5, 1 / 3, "2006-02-15 04:57:20",
+                               -1]  # BIGINT UNSIGNED max reaches a UDF as signed -1 (documented)
+    assert one(conn, "SELECT udf_json_array(CAST(18446744073709551615 AS DECIMAL(20)))") == \
+        "[18446744073709551615]"
+    assert one(conn, "SELECT udf_json_values(1, 'a\tb')") == '1,"a\\tb"'
+    assert one(conn, "SELECT udf_json_members('a', 1, 'b', NULL)") == '"a":1,"b":null'
+    with pytest.raises(pymysql.err.MySQLError) as e:
+        q(conn, "SELECT udf_json_members('a')")
+    assert "udf_json_members" in str(e.value)
+
+
+def test_nesting_in_sql(conn: Any) -> None:
+    q(conn, "DROP TABLE IF EXISTS docs")
+    q(conn, "CREATE TABLE docs (id INT PRIMARY KEY, json_data TEXT, plain TEXT)")
+    q(conn, "INSERT INTO docs VALUES (1, '{\"tags\":[\"a\"]}', '{\"x\":1}'), "
+            "(2, 'not json {', 'p'), (3, '\"a\":1', 'q'), (4, NULL, NULL), (5, '', '')")
+    rows = q(conn, "SELECT udf_json_object(d.id, d.json_data, d.plain, "
+                   "udf_json_array(d.id, 'x'), udf_json_members('m', d.id), "
+                   "udf_json_object(d.id AS inner_id) AS json_inner) FROM docs d ORDER BY d.id")
+    docs = [json.loads(r[0].decode("utf-8")) for r in rows]
+    # SQL nesting: udf_json_array(...) expression text is its key, value inserted as JSON;
+    # udf_json_members(...) is spliced in as members; AS json_inner nests by alias.
+    assert docs[0] == {"id": 1, "json_data": {"tags": ["a"]}, "plain": '{"x":1}',
+                       "udf_json_array(d.id, 'x')": [1, "x"], "m": 1, "json_inner": {"inner_id": 1}}
+    assert docs[1]["json_data"] == "not json {"  # a json_ column that is not JSON: quoted
+    assert docs[2]["a"] == 1 and "json_data" not in docs[2]  # a member list: spliced
+    assert docs[3]["json_data"] is None and docs[4]["json_data"] == ""
+
+
+# ------------------------------------------------------------------ gearman through SQL
+
+def test_gman_do_and_sum(conn: Any, gm: Gearmand) -> None:
+    up = Worker(gm, "upper", "tr", "a-z", "A-Z")
+    ln = Worker(gm, "len", "wc", "-c")
+    try:
+        assert one(conn, "SELECT gman_servers_set(%s)", (gm.address,)) == gm.address
+        assert one(conn, "SELECT gman_do('upper', 'hello')") == "HELLO"
+        assert one(conn, "SELECT gman_do_high('upper', 'a', 'uniq-1')") == "A"
+        assert one(conn, "SELECT gman_do_low('upper', CONCAT('x', 1))") == "X1"
+        q(conn, "DROP TABLE IF EXISTS words")
+        q(conn, "CREATE TABLE words (g INT, w VARCHAR(20))")
+        q(conn, "INSERT INTO words VALUES (1,'a'),(1,'bb'),(2,'ccc'),(2,'dddd'),(2,'e')")
+        assert q(conn, "SELECT g, gman_sum('len', w) FROM words GROUP BY g ORDER BY g") == \
+            [(1, 3), (2, 8)]
+        assert one(conn, "SELECT gman_sum('len', w) FROM words WHERE g = 3") is None
+        for fn in ("gman_do_background", "gman_do_high_background", "gman_do_low_background"):
+            assert one(conn, f"SELECT {fn}('bgq', 'w')").startswith("H:")
+        assert queued(gm, "bgq") == 3
+        # foreground timeout: a function without a worker
+        assert one(conn, "SELECT gearsync_do_timeout_set(300)") == 300
+        t = time.monotonic()
+        assert one(conn, "SELECT gman_do('nobody', 'x')") is None
+        assert 0.25 <= time.monotonic() - t < 3
+    finally:
+        one(conn, "SELECT gearsync_do_timeout_set(5000)")
+        up.stop()
+        ln.stop()
+
+
+def test_servers_set_per_function_in_sql(conn: Any, gm: Gearmand, gm2: Gearmand) -> None:
+    one(conn, "SELECT gman_servers_set(%s)", (gm.address,))
+    assert one(conn, "SELECT gman_servers_set(%s, 'fnsplit')", (gm2.address,)) == gm2.address
+    one(conn, "SELECT gman_do_background('fnsplit', 'x')")
+    one(conn, "SELECT gman_do_background('fnother', 'x')")
+    assert queued(gm2, "fnsplit") == 1 and queued(gm, "fnother") == 1
+    assert queued(gm, "fnsplit") == 0
+
+
+# ------------------------------------------------------------------ strict mode
+
+def test_strict_trigger_fails_the_write_when_not_queued(conn: Any, gm: Gearmand) -> None:
+    make_table(conn, "strict_t", STRICT_TRIGGER, "strictfn")
+    make_table(conn, "lenient_t", LENIENT_TRIGGER, "lenientfn")
+    one(conn, "SELECT gman_servers_set(%s)", (gm.address,))
+    q(conn, "INSERT INTO strict_t VALUES (1, 'a')")
+    assert queued(gm, "strictfn") == 1
+    dead = f"127.0.0.1:{free_port()}"
+    one(conn, "SELECT gman_servers_set(%s)", (dead,))
+    with pytest.raises(pymysql.err.OperationalError) as e:
+        q(conn, "INSERT INTO strict_t VALUES (2, 'b')")
+    assert e.value.args[0] == 1644 and "gearsync: job not queued" in e.value.args[1]
+    assert [r[0] for r in q(conn, "SELECT id FROM strict_t")] == [1]  # the write failed
+    # in a transaction the application sees the error and can roll back
+    q(conn, "BEGIN")
+    q(conn, "INSERT INTO lenient_t VALUES (9, 'z')")
+    with pytest.raises(pymysql.err.OperationalError):
+        q(conn, "INSERT INTO strict_t VALUES (3, 'c')")
+    q(conn, "ROLLBACK")
+    # lenient (the seed's semantics): the write commits, the change is not queued
+    q(conn, "INSERT INTO lenient_t VALUES (1, 'a')")
+    assert [r[0] for r in q(conn, "SELECT id FROM lenient_t")] == [1]
+    one(conn, "SELECT gman_servers_set(%s)", (gm.address,))
+    assert wait_for(lambda: _try_insert(conn, "strict_t", 4))
+    assert queued(gm, "strictfn") == 2
+
+
+def _try_insert(conn: Any, table: str, id_: int) -> bool:
+    try:
+        q(conn, f"INSERT INTO {table} VALUES ({id_}, 'x')")
+        return True
+    except pymysql.err.OperationalError:
+        return False
+
+
+# ------------------------------------------------------------------ failover, breaker
+
+def test_failover_writes_keep_flowing(conn: Any, gm: Gearmand, gm2: Gearmand) -> None:
+    make_table(conn, "fo_t", STRICT_TRIGGER, "fofn")
+    one(conn, "SELECT gman_servers_set(%s)", (f"{gm.address},{gm2.address}",))
+    for i in range(50):
+        q(conn, "INSERT INTO fo_t VALUES (%s, 'a')", (i,))
+    assert queued(gm, "fofn") == 50 and queued(gm2, "fofn") == 0
+    gm.stop()
+    for i in range(50, 250):  # strict trigger: any lost job would fail the INSERT
+        q(conn, "INSERT INTO fo_t VALUES (%s, 'b')", (i,))
+    assert queued(gm2, "fofn") == 200
+    gm.start()  # the primary comes back: new jobs return to it (after the breaker probe)
+    assert wait_for(lambda: _try_insert(conn, "fo_t", 10_000 + int(time.monotonic() * 1000))
+                    and queued(gm, "fofn") >= 1, 10)
+
+
+def test_breaker_hung_gearmand_costs_microseconds(conn: Any, gm: Gearmand) -> None:
+    make_table(conn, "cb_t", LENIENT_TRIGGER, "cbfn")
+    one(conn, "SELECT gman_servers_set(%s)", (gm.address,))
+    one(conn, "SELECT gearsync_timeout_set(250)")
+    q(conn, "INSERT INTO cb_t VALUES (0, 'warm')")
+    gm.pause()
+    try:
+        t = time.monotonic()
+        q(conn, "INSERT INTO cb_t VALUES (1, 'first')")  # pays the timeout, opens the breaker
+        first = time.monotonic() - t
+        times = []
+        for i in range(2, 402):
+            t = time.perf_counter()
+            q(conn, "INSERT INTO cb_t VALUES (%s, 'x')", (i,))
+            times.append(time.perf_counter() - t)
+    finally:
+        gm.resume()
+    total = sum(times)
+    print(f"breaker: first {first * 1000:.0f} ms, then {len(times)} inserts in {total:.2f} s, "
+          f"median {statistics.median(times) * 1e6:.0f} us")
+    assert first >= 0.2
+    # without the breaker: 400 x 250 ms = 100 s; with it a probe costs 250 ms every
+    # 0.1 .. 2 s.  The bound leaves room for a loaded 2-core machine.
+    assert total < 10, total
+    assert statistics.median(times) < 0.005
+    assert one(conn, "SELECT COUNT(*) FROM cb_t") == 402  # every write committed
+
+
+# ------------------------------------------------------------------ config file + restart
+
+def test_server_list_survives_restart(db: MariaDB, plugin_dir: Path, gm: Gearmand) -> None:
+    cnf = plugin_dir / "gearsync_udf.cnf"
+    cnf.write_text(f"# written by test_server_list_survives_restart\nservers = {gm.address}\n"
+                   "timeout_ms = 300\n")
+    try:
+        c = db.connect(database="udft")
+        make_table(c, "rs_t", STRICT_TRIGGER, "rsfn")
+        c.close()
+        db.restart()
+        c = db.connect(database="udft")
+        # no gman_servers_set after the restart: the config file's list is used
+        q(c, "INSERT INTO rs_t VALUES (1, 'after restart')")
+        assert queued(gm, "rsfn") == 1
+        assert one(c, "SELECT gearsync_timeout_set(NULL)") is None
+        c.close()
+    finally:
+        cnf.unlink()
+    assert db.running
+
+
+# ------------------------------------------------------------------ concurrency
+
+def test_concurrency_no_crash_no_deadlock_flat_rss(db: MariaDB, gm: Gearmand, gm2: Gearmand) -> None:
+    """16 connections of trigger-firing writes while another changes the server list."""
+    setup = db.connect(database="udft")
+    q(setup, "DROP TABLE IF EXISTS cc_t")
+    q(setup, "CREATE TABLE cc_t (id INT PRIMARY KEY, name TEXT) ENGINE=InnoDB")
+    if CONTROL:  # the same triggers without UDF calls: mariadbd's own RSS curve
+        q(setup, """CREATE TRIGGER cc_t_ai AFTER INSERT ON cc_t FOR EACH ROW
+                    BEGIN
+                      IF CONCAT(NEW.id, NEW.name, LENGTH(NEW.name)) IS NULL THEN
+                        SIGNAL SQLSTATE '45000' SET MESSAGE_TEXT = 'never';
+                      END IF;
+                    END""")
+        q(setup, "CREATE TRIGGER cc_t_ad AFTER DELETE ON cc_t FOR EACH ROW DO CONCAT(OLD.id)")
+    else:
+        q(setup, """CREATE TRIGGER cc_t_ai AFTER INSERT ON cc_t FOR EACH ROW
+                BEGIN
+                  IF gman_do_background('ccfn', udf_json_object(NEW.id AS id, NEW.name AS name,
+                       udf_json_array(NEW.id, LENGTH(NEW.name)) AS json_meta)) IS NULL THEN
+                    SIGNAL SQLSTATE '45000' SET MESSAGE_TEXT = 'gearsync: job not queued';
+                  END IF;
+                END""")
+        q(setup, "CREATE TRIGGER cc_t_ad AFTER DELETE ON cc_t FOR EACH ROW "
+                 "DO gman_do_low_background('ccdel', udf_json_values(OLD.id))")
+    one(setup, "SELECT gman_servers_set(%s)", (f"{gm.address},{gm2.address}",))
+    pid = db.proc.pid
+    conns, batch = 16, 50
+    names = ["x", "ünïcødé \t\x01", "y" * 2000, '"quoted"\\', ""]
+    rss: List[int] = []
+    errors: List[BaseException] = []
+
+    def writer(k: int, rnd: int) -> None:
+        """Insert this connection's rows in batches, then delete them all: every round
+        reuses the same ids, so table data does not grow and RSS shows the UDFs' memory."""
+        try:
+            c = db.connect(database="udft")
+            base = k * STRESS_ROWS
+            for start in range(0, STRESS_ROWS, batch):
+                rows = [(base + start + i, names[(rnd + start + i) % len(names)])
+                        for i in range(min(batch, STRESS_ROWS - start))]
+                with c.cursor() as cur:
+                    cur.executemany("INSERT INTO cc_t VALUES (%s, %s)", rows)
+            with c.cursor() as cur:
+                cur.execute("DELETE FROM cc_t WHERE id >= %s AND id < %s",
+                            (base, base + STRESS_ROWS))
+            c.close()
+        except BaseException as e:  # noqa: BLE001 -- reported below
+            errors.append(e)
+
+    def changer(stop: threading.Event) -> None:
+        c = db.connect()
+        lists = [f"{gm.address},{gm2.address}", f"{gm.address}", f"{gm.address},{gm2.address},"
+                 f"127.0.0.1:{free_port()}"]
+        n = 0
+        while not stop.is_set():
+            one(c, "SELECT gman_servers_set(%s)", (lists[n % 3],))
+            one(c, "SELECT gman_servers_set(%s, 'unused_fn')", (lists[(n + 1) % 3],))
+            one(c, "SELECT gearsync_timeout_set(%s)", (250 + n % 3,))
+            n += 1
+            time.sleep(0.005)
+        c.close()
+
+    rss0 = rss_kb(pid)
+    t0 = time.monotonic()
+    for rnd in range(STRESS_ROUNDS):
+        stop = threading.Event()
+        ch = threading.Thread(target=changer, args=(stop,))
+        ch.start()
+        ws = [threading.Thread(target=writer, args=(k, rnd)) for k in range(conns)]
+        for w in ws:
+            w.start()
+        for w in ws:
+            w.join(timeout=600)
+            assert not w.is_alive(), "writer stuck: deadlock?"
+        stop.set()
+        ch.join(timeout=60)
+        assert not errors, errors[:3]
+        assert db.running, "mariadbd died"
+        rss.append(rss_kb(pid))
+    elapsed = time.monotonic() - t0
+    rows = conns * STRESS_ROWS * STRESS_ROUNDS
+    jobs = queued(gm, "ccfn") + queued(gm2, "ccfn")
+    deletes = queued(gm, "ccdel") + queued(gm2, "ccdel")
+    print(f"concurrency: {conns} connections x {STRESS_ROWS} rows x {STRESS_ROUNDS} rounds = "
+          f"{rows} trigger inserts + {rows} trigger deletes in {elapsed:.1f} s; "
+          f"mariadbd VmRSS before {rss0} kB, after each round (kB): {rss}")
+    if not CONTROL:
+        assert jobs == rows  # strict trigger: every insert queued exactly one job
+        assert deletes == rows  # the list always starts with a live server
+    assert one(setup, "SELECT COUNT(*) FROM cc_t") == 0
+    # mariadbd itself grows for a while under this load (per-thread malloc arenas,
+    # InnoDB undo/purge): the control run without UDF calls grew 23 MiB over 8 rounds
+    # of 1000 rows here, the UDF run 28 MiB, then both level off.  The bound catches a
+    # leak of >= ~0.5 KiB per trigger call; tests/udf/test_leaks.py bounds the library
+    # itself to the kilobyte in-process.
+    if not ASAN:  # ASan's quarantine and shadow memory make RSS meaningless
+        assert max(rss[1:]) - rss[0] < RSS_BOUND_MIB * 1024, rss
+    setup.close()
