@@ -11,7 +11,18 @@ from __future__ import annotations
 from common import QUICK, Report, mysql_client, repeats, rss_kb, start_stack
 
 N = 2_000 if QUICK else 20_000
-TABLES = {"no trigger": "bench.plain", "direct trigger": "test.test", "safe trigger": "test.test_safe"}
+TABLES = {
+    "no trigger": "bench.plain",
+    "direct, gman_do_background (waits for ack)": "bench.sync",
+    "direct trigger (gearsync_send)": "test.test",
+    "safe trigger (outbox + gearsync_send)": "test.test_safe",
+}
+SYNC_TRIGGERS = [
+    "CREATE TRIGGER bench.sync_ai AFTER INSERT ON bench.sync FOR EACH ROW "
+    "DO gman_do_background('syncToRedis', udf_json_object(NEW.id AS id, NEW.name AS name))",
+    "CREATE TRIGGER bench.sync_au AFTER UPDATE ON bench.sync FOR EACH ROW "
+    "DO gman_do_background('syncToRedis', udf_json_object(NEW.id AS id, NEW.name AS name, OLD.id AS old_id))",
+]
 
 
 def statements(table: str) -> dict[str, str]:
@@ -27,7 +38,10 @@ def main() -> None:
     try:
         assert stack.mysql is not None
         stack.mysql.execute("CREATE DATABASE IF NOT EXISTS bench")
-        stack.mysql.execute("CREATE TABLE IF NOT EXISTS bench.plain (id INT PRIMARY KEY, name VARCHAR(255))")
+        for t in ("plain", "sync"):
+            stack.mysql.execute(f"CREATE TABLE IF NOT EXISTS bench.{t} (id INT PRIMARY KEY, name VARCHAR(255))")
+        for sql in SYNC_TRIGGERS:
+            stack.mysql.execute(sql)
         present = {f"{s}.{t}" for s, t in stack.mysql.execute(
             "SELECT table_schema, table_name FROM information_schema.tables")}
         tables = {k: v for k, v in TABLES.items() if v in present}

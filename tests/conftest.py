@@ -2,11 +2,19 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 from pathlib import Path
 from typing import Any, Iterator
 
 import pytest
+from hypothesis import settings as hypothesis_settings
+
+# CI runs a fixed set of examples (a red CI must be reproducible); locally each run explores
+# new ones. `make fuzz` runs the long, random campaign.
+hypothesis_settings.register_profile("ci", derandomize=True, print_blob=True)
+if os.environ.get("CI"):
+    hypothesis_settings.load_profile("ci")
 
 from gearsync.testing.processes import WorkerProcess
 from gearsync.testing.stack import REPO_ROOT, Gearmand, RedisServer, Stack
