@@ -74,13 +74,14 @@ class Report:
 
     def print(self) -> None:
         print(f"\n## {self.title}")
-        head = f"{'benchmark':<44} {'median':>12} {'min':>12} {'max':>12} {'unit':<8} {'ratio':>7}  baseline"
+        w = max([44] + [len(r.name) for r in self.rows.values()])
+        head = f"{'benchmark':<{w}} {'median':>12} {'min':>12} {'max':>12} {'unit':<8} {'ratio':>7}  baseline"
         print(head)
         print("-" * len(head))
         for r in self.rows.values():
             ratio = self.ratio(r)
             lo, hi = (min(r.samples), max(r.samples)) if r.samples else (float("nan"),) * 2
-            print(f"{r.name:<44} {_fmt(r.median):>12} {_fmt(lo):>12} {_fmt(hi):>12} {r.unit:<8} "
+            print(f"{r.name:<{w}} {_fmt(r.median):>12} {_fmt(lo):>12} {_fmt(hi):>12} {r.unit:<8} "
                   f"{(f'{ratio:.2f}x' if ratio is not None else ''):>7}  {r.baseline or ''}")
         for n in self.notes:
             print(f"  note: {n}")

@@ -132,6 +132,7 @@ typedef struct gs_thread {
     uint64_t serial;                 /* unique per thread state, per process */
     uint64_t counter;                /* per-thread job counter (unique ids) */
     gs_buf *json_cache;              /* one spare json_object buffer */
+    struct gs_pipe *pipe;            /* gearsync_send's connection (gs_pipe.c) */
 } gs_thread;
 
 /* The calling thread's state, created on first use; NULL on ENOMEM. */

@@ -40,18 +40,12 @@
  * (EOF, ECONNRESET, EPIPE) is closed, its unacknowledged jobs reported as
  * possibly lost, and the next call reconnects at once (then backoff).
  *
- * Lifetime: state is per OS thread (static __thread pointer plus a pthread
- * key whose destructor closes the socket at thread exit, after waiting --
- * bounded by the timeout -- for pending acks, so that jobs still in the
- * kernel's send queue are not discarded by an RST).  Every state is also on a
- * mutex-protected registry; the library destructor (dlclose: DROP FUNCTION
- * of the last gearsync UDF unloads the .so) closes all of them and deletes
- * the key, so no thread-exit destructor ever points into unmapped code.  Same
- * scheme as gs_thread.c, with a key of our own.
+ * Lifetime: the state hangs off the thread's gs_thread (gs_thread.c), which
+ * frees it when the thread exits or the library is unloaded; gs_pipe_release
+ * first waits -- bounded -- for pending acks, so that jobs still in the
+ * kernel's send queue are not discarded by an RST.
  *
- * Unique ids: "gp-<nonce>-<serial>-<counter>" in hex: 64 random bits read at
- * load, a process-wide serial per thread state, a per-thread counter.  No
- * syscall, at most 3+16+1+16+1+16 = 53 bytes.
+ * Unique ids come from gs_thread_unique (no syscall).
  */
 #include "gearsync_udf.h"
 #include "gs_pipe.h"
@@ -61,12 +55,10 @@
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <poll.h>
-#include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/random.h>
 #include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
@@ -80,7 +72,6 @@
 #define GP_DRAIN_AT 32 /* pending acks that make a call read them */
 
 typedef struct gs_pipe {
-    struct gs_pipe *next, *prev; /* registry (gp_registry_lock) */
     int fd;                      /* -1: not connected */
     char peer[GP_PEER_MAX];      /* "host:port" of fd */
     char servers[GS_SERVERS_MAX_LEN]; /* list fd was chosen from */
@@ -93,20 +84,12 @@ typedef struct gs_pipe {
     uint64_t outstanding;        /* jobs written, not yet acknowledged */
     uint64_t errors;             /* ERROR responses (jobs refused) */
     uint64_t lost;               /* jobs unacknowledged on a lost connection */
-    uint64_t serial, counter;    /* unique ids */
     long long retry_at;          /* monotonic ns; no connect before */
     int backoff_ms;              /* next backoff */
     int reconnect_now;           /* lost a working connection: retry at once */
     int connect_failed_logged;   /* one log line per outage */
 } gs_pipe;
 
-static pthread_key_t gp_key;
-static int gp_key_ok;
-static pthread_mutex_t gp_registry_lock = PTHREAD_MUTEX_INITIALIZER;
-static gs_pipe *gp_registry; /* guarded by gp_registry_lock */
-static uint64_t gp_serial;   /* atomic */
-static uint64_t gp_nonce;    /* written once at load */
-static __thread gs_pipe *gp_self;
 
 /* ---------------------------------------------------------------- time */
 
@@ -474,64 +457,30 @@ static void gp_close_graceful(gs_pipe *p, int timeout_ms)
 
 /* ------------------------------------------------------- thread state */
 
-static void gp_release(gs_pipe *p, int timeout_ms)
+void gs_pipe_release(struct gs_pipe *p, int timeout_ms)
 {
     gp_close_graceful(p, timeout_ms);
     free(p->sbuf);
     free(p);
 }
 
-static void gp_destroy(void *arg)
+static gs_pipe *gp_get(gs_thread **tp)
 {
-    gs_pipe *p, *found = NULL;
+    gs_thread *t = gs_thread_get();
+    gs_pipe *p;
 
-    pthread_mutex_lock(&gp_registry_lock);
-    for (p = gp_registry; p != NULL; p = p->next) {
-        if (p == arg) {
-            found = p;
-            break;
-        }
-    }
-    if (found != NULL) {
-        if (found->prev)
-            found->prev->next = found->next;
-        else
-            gp_registry = found->next;
-        if (found->next)
-            found->next->prev = found->prev;
-    }
-    pthread_mutex_unlock(&gp_registry_lock);
-    gp_self = NULL;
-    if (found != NULL) /* else already freed by the library destructor */
-        gp_release(found, gp_timeout_ms());
-}
-
-static gs_pipe *gp_get(void)
-{
-    gs_pipe *p = gp_self;
-
-    if (p != NULL)
-        return p;
-    if (!gp_key_ok)
+    *tp = t;
+    if (t == NULL)
         return NULL;
+    if (t->pipe != NULL)
+        return t->pipe;
     p = calloc(1, sizeof *p);
     if (p == NULL)
         return NULL;
     p->fd = -1;
     p->backoff_ms = GS_PIPE_BACKOFF_MIN_MS;
     p->servers_checked = -1;
-    p->serial = __atomic_add_fetch(&gp_serial, 1, __ATOMIC_RELAXED);
-    if (pthread_setspecific(gp_key, p) != 0) {
-        free(p);
-        return NULL;
-    }
-    pthread_mutex_lock(&gp_registry_lock);
-    p->next = gp_registry;
-    if (gp_registry)
-        gp_registry->prev = p;
-    gp_registry = p;
-    pthread_mutex_unlock(&gp_registry_lock);
-    gp_self = p;
+    t->pipe = p;
     return p;
 }
 
@@ -603,37 +552,6 @@ static int gp_ready(gs_pipe *p)
     return -1;
 }
 
-static char *gp_hex(char *o, uint64_t v, int fixed16)
-{
-    static const char digits[] = "0123456789abcdef";
-    char tmp[16];
-    int n = 0;
-
-    do {
-        tmp[n++] = digits[v & 15];
-        v >>= 4;
-    } while (v != 0 || (fixed16 && n < 16));
-    while (n > 0)
-        *o++ = tmp[--n];
-    return o;
-}
-
-static size_t gp_unique(gs_pipe *p, char *out)
-{
-    char *o = out;
-
-    *o++ = 'g';
-    *o++ = 'p';
-    *o++ = '-';
-    o = gp_hex(o, gp_nonce, 1);
-    *o++ = '-';
-    o = gp_hex(o, p->serial, 0);
-    *o++ = '-';
-    o = gp_hex(o, ++p->counter, 0);
-    *o = '\0';
-    return (size_t)(o - out);
-}
-
 static int gp_reserve(gs_pipe *p, size_t need)
 {
     size_t cap;
@@ -668,6 +586,7 @@ int gs_pipe_send(const char *function, size_t flen, const char *unique,
                  size_t ulen, const char *workload, size_t wlen,
                  char *unique_out, size_t *unique_len)
 {
+    gs_thread *t;
     gs_pipe *p;
     size_t start, size, ul;
     char *w;
@@ -683,7 +602,7 @@ int gs_pipe_send(const char *function, size_t flen, const char *unique,
         wlen = 0;
     if (wlen > (size_t)UINT32_MAX - flen - GS_PIPE_UNIQUE_MAX - 2)
         return -1;
-    p = gp_get();
+    p = gp_get(&t);
     if (p == NULL)
         return -1;
     gp_check_servers(p);
@@ -692,7 +611,8 @@ int gs_pipe_send(const char *function, size_t flen, const char *unique,
         unique_out[ulen] = '\0';
         ul = ulen;
     } else {
-        ul = gp_unique(p, unique_out);
+        gs_thread_unique(t, unique_out);
+        ul = strlen(unique_out);
     }
     size = flen + 1 + ul + 1 + wlen;
     for (attempt = 0; attempt < 2; attempt++) {
@@ -744,7 +664,8 @@ int gs_pipe_send(const char *function, size_t flen, const char *unique,
 
 long long gs_pipe_flush(void)
 {
-    gs_pipe *p = gp_get();
+    gs_thread *t;
+    gs_pipe *p = gp_get(&t);
     uint64_t lost0;
 
     if (p == NULL || p->fd < 0)
@@ -760,43 +681,4 @@ long long gs_pipe_flush(void)
         p->scap = 0;
     }
     return (long long)(p->outstanding + (p->lost - lost0));
-}
-
-/* -------------------------------------------------- load / unload */
-
-__attribute__((constructor)) static void gp_library_load(void)
-{
-    uint64_t n = 0;
-
-    if (getrandom(&n, sizeof n, GRND_NONBLOCK) != (ssize_t)sizeof n) {
-        struct timespec ts;
-        clock_gettime(CLOCK_REALTIME, &ts);
-        n = ((uint64_t)ts.tv_sec * 1000000007ULL) ^ (uint64_t)ts.tv_nsec ^
-            ((uint64_t)getpid() << 40) ^ (uint64_t)(uintptr_t)&n;
-    }
-    gp_nonce = n;
-    gp_key_ok = pthread_key_create(&gp_key, gp_destroy) == 0;
-}
-
-__attribute__((destructor)) static void gp_library_unload(void)
-{
-    gs_pipe *p, *next;
-    long long deadline;
-
-    pthread_mutex_lock(&gp_registry_lock);
-    if (gp_key_ok) {
-        pthread_key_delete(gp_key); /* no destructor will run any more */
-        gp_key_ok = 0;
-    }
-    p = gp_registry;
-    gp_registry = NULL;
-    pthread_mutex_unlock(&gp_registry_lock);
-    /* One timeout in total for every thread's pending acks. */
-    deadline = gp_now_ns(CLOCK_MONOTONIC) + (long long)gp_timeout_ms() * 1000000LL;
-    for (; p != NULL; p = next) {
-        long long left = deadline - gp_now_ns(CLOCK_MONOTONIC);
-        next = p->next;
-        gp_release(p, left > 0 ? (int)(left / 1000000) : 0);
-    }
-    gp_self = NULL;
 }

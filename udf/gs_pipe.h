@@ -47,4 +47,10 @@ int gs_pipe_send(const char *function, size_t flen, const char *unique,
    connection failure during the wait).  0 when none is pending. */
 long long gs_pipe_flush(void) __attribute__((visibility("hidden")));
 
+/* Close a thread's pipe (waiting up to timeout_ms for pending acks) and free
+   it; called by gs_thread.c when the thread exits or the library unloads. */
+struct gs_pipe;
+void gs_pipe_release(struct gs_pipe *p, int timeout_ms)
+    __attribute__((visibility("hidden")));
+
 #endif /* GEARSYNC_GS_PIPE_H */

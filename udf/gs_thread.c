@@ -20,6 +20,7 @@
  * They spare libgearman its per-job UUID (a connect() to uuidd per job).
  */
 #include "gearsync_udf.h"
+#include "gs_pipe.h"
 
 #include <pthread.h>
 #include <stdio.h>
@@ -36,8 +37,12 @@ static gs_thread *gs_registry;       /* guarded by gs_registry_lock */
 static uint64_t gs_serial;           /* atomic */
 static uint64_t gs_nonce;            /* written once at load */
 
-static void gs_thread_release(gs_thread *t)
+/* Free a thread's state; its gearsync_send connection may wait up to
+   pipe_wait_ms for pending acks first. */
+static void gs_thread_release(gs_thread *t, int pipe_wait_ms)
 {
+    if (t->pipe != NULL)
+        gs_pipe_release(t->pipe, pipe_wait_ms);
     gs_client_free(t);
     if (t->json_cache != NULL) {
         free(t->json_cache->data);
@@ -68,7 +73,7 @@ static void gs_thread_destroy(void *p)
     }
     pthread_mutex_unlock(&gs_registry_lock);
     if (found != NULL) /* else already freed by the library destructor */
-        gs_thread_release(found);
+        gs_thread_release(found, gs_timeout_get());
 }
 
 gs_thread *gs_thread_get(void)
@@ -156,6 +161,8 @@ __attribute__((constructor)) static void gs_library_load(void)
 __attribute__((destructor)) static void gs_library_unload(void)
 {
     gs_thread *t, *next;
+    struct timespec now;
+    long long deadline;
 
     pthread_mutex_lock(&gs_registry_lock);
     if (gs_key_ok) {
@@ -165,8 +172,14 @@ __attribute__((destructor)) static void gs_library_unload(void)
     t = gs_registry;
     gs_registry = NULL;
     pthread_mutex_unlock(&gs_registry_lock);
+    /* One timeout in total for every thread's pending gearsync_send acks. */
+    clock_gettime(CLOCK_MONOTONIC, &now);
+    deadline = now.tv_sec * 1000LL + now.tv_nsec / 1000000 + gs_timeout_get();
     for (; t != NULL; t = next) {
+        long long left;
         next = t->next;
-        gs_thread_release(t);
+        clock_gettime(CLOCK_MONOTONIC, &now);
+        left = deadline - (now.tv_sec * 1000LL + now.tv_nsec / 1000000);
+        gs_thread_release(t, left > 0 ? (int)left : 0);
     }
 }

@@ -17,7 +17,7 @@ from gearsync.gearman.protocol import Decoder, PacketType, encode
 from gearsync.testing.stack import Gearmand, free_port
 from harness import Arg, Udf, call_once, init_error
 
-UNIQUE_RE = re.compile(rb"^gp-[0-9a-f]{16}-[0-9a-f]+-[0-9a-f]+$")
+UNIQUE_RE = re.compile(rb"^gs-[0-9a-f]{16}-[0-9a-f]+-[0-9a-f]+$")
 
 
 # ------------------------------------------------------------------ helpers
