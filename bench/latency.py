@@ -9,11 +9,12 @@ moment each INSERT returned. Latency = the difference.
 from __future__ import annotations
 
 import multiprocessing as mp
+import re
 import statistics
 import time
 from typing import Any
 
-from common import QUICK, Report, WorkerProcess, start_stack, wait_for
+from common import QUICK, ROOT, Report, WorkerProcess, start_stack, wait_for
 
 SECONDS = 2.0 if QUICK else 10.0
 RATES = (200, 2000)
@@ -84,7 +85,8 @@ def main() -> None:
         stack.redis.client().config_set("notify-keyspace-events", "K$")
         present = {f"{s}.{t}" for s, t in stack.mysql.execute(
             "SELECT table_schema, table_name FROM information_schema.tables")}
-        with WorkerProcess(stack.env(), gearmand=stack.gearmand):
+        log = ROOT / ".run" / "bench-latency" / "worker.log"
+        with WorkerProcess(stack.env(), gearmand=stack.gearmand, log_path=log):
             for mode, (table, prefix) in TABLES.items():
                 if table not in present:
                     report.note(f"{mode} mode not measured: {table} is not installed")
@@ -95,7 +97,9 @@ def main() -> None:
                     report.add(f"{tag} p50", statistics.median(lat), "ms", higher_is_better=False)
                     report.add(f"{tag} p99", pct(lat, 99), "ms", higher_is_better=False)
                     report.add(f"{tag} max", max(lat), "ms", higher_is_better=False)
-                    report.note(f"{tag}: {len(lat):,} writes, achieved {achieved:,}/s")
+                    swept = sum(int(n) for n in re.findall(r"outbox sweep applied (\d+) rows", log.read_text()))
+                    report.note(f"{tag}: {len(lat):,} writes, achieved {achieved:,}/s"
+                                + (f", {swept} applied by the sweeper so far" if mode == "safe" else ""))
     finally:
         stack.stop()
     report.finish()
