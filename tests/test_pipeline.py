@@ -212,5 +212,6 @@ def test_demo_runs_the_whole_pipeline(udf_so: Path, tmp_path: Path) -> None:
                          capture_output=True, text=True, timeout=180)
     assert res.returncode == 0, res.stdout + res.stderr
     assert "GET 20   -> 'bob'" in res.stdout
+    assert "GET test_safe:2  -> 'second'" in res.stdout and "never committed" not in res.stdout.split("ROLLBACK")[1]
     assert "gearsync demo: OK" in res.stdout
     assert not (tmp_path / "demo").exists(), "the demo removes its data directory"

@@ -16,22 +16,37 @@ from typing import Any
 from gearsync.testing.processes import WaitTimeout, WorkerProcess, wait_for
 from gearsync.testing.stack import REPO_ROOT, Stack
 
+_EMOJI = 'tab\there, quote " and emoji \U0001f680'.encode()
+#: Direct mode: the seed's demo table test.test -> SET <id> <name> / DEL <id>.
 STEPS: list[tuple[str, dict[bytes, bytes]]] = [
     ("INSERT INTO test.test (id, name) VALUES (1, 'alice'), (2, 'bob')",
      {b"1": b"alice", b"2": b"bob"}),
     ("UPDATE test.test SET name = 'Alice Liddell' WHERE id = 1",
      {b"1": b"Alice Liddell", b"2": b"bob"}),
     ("INSERT INTO test.test VALUES (3, 'tab\\there, quote \" and emoji \U0001f680')",
-     {b"1": b"Alice Liddell", b"2": b"bob", b"3": 'tab\there, quote " and emoji \U0001f680'.encode()}),
+     {b"1": b"Alice Liddell", b"2": b"bob", b"3": _EMOJI}),
     ("UPDATE test.test SET id = 20 WHERE id = 2",
-     {b"1": b"Alice Liddell", b"20": b"bob", b"3": 'tab\there, quote " and emoji \U0001f680'.encode()}),
+     {b"1": b"Alice Liddell", b"20": b"bob", b"3": _EMOJI}),
     ("DELETE FROM test.test WHERE id = 1",
-     {b"20": b"bob", b"3": 'tab\there, quote " and emoji \U0001f680'.encode()}),
+     {b"20": b"bob", b"3": _EMOJI}),
 ]
 
 
-def _snapshot(r: Any) -> dict[bytes, bytes]:
-    keys = sorted(r.keys("*"))
+#: Safe mode: the twin table test.test_safe; only committed changes arrive, as test_safe:<id>.
+SAFE_STEPS: list[tuple[list[str], dict[bytes, bytes]]] = [
+    (["BEGIN", "INSERT INTO test.test_safe VALUES (1, 'never committed')", "ROLLBACK",
+      "INSERT INTO test.test_safe VALUES (2, 'committed')"],
+     {b"test_safe:2": b"committed"}),
+    (["BEGIN", "UPDATE test.test_safe SET name = 'first' WHERE id = 2",
+      "UPDATE test.test_safe SET name = 'second' WHERE id = 2", "COMMIT"],
+     {b"test_safe:2": b"second"}),
+    (["DELETE FROM test.test_safe WHERE id = 2"], {}),
+]
+
+
+def _snapshot(r: Any, pattern: str = "*") -> dict[bytes, bytes]:
+    """The keys matching pattern and their values (gearsync's own version keys left out)."""
+    keys = sorted(k for k in r.keys(pattern) if not k.startswith(b"gearsync:"))
     return dict(zip(keys, r.mget(keys))) if keys else {}
 
 
@@ -72,6 +87,25 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"redis  ({took}):")
                 for k, v in _snapshot(r).items():
                     print(f"   GET {k.decode()!s:<4} -> {v.decode(errors='replace')!r}")
+                print()
+            print("safe mode (outbox; the worker was given a MySQL URL): test.test_safe -> test_safe:<id>\n")
+            for statements, expected in SAFE_STEPS:
+                with conn.cursor() as cur:
+                    for sql in statements:
+                        cur.execute(sql)
+                        print(f"mysql> {sql}")
+                t0 = time.monotonic()
+                try:
+                    wait_for(lambda: _snapshot(r, "test_safe:*") == expected, 10.0, 0.0005,
+                             "Redis to match the committed table")
+                    took = f"{(time.monotonic() - t0) * 1000:.1f} ms"
+                except WaitTimeout:
+                    ok, took = False, "NOT IN SYNC after 10 s"
+                print(f"redis  ({took}):")
+                for k, v in _snapshot(r, "test_safe:*").items():
+                    print(f"   GET {k.decode()!s:<12} -> {v.decode(errors='replace')!r}")
+                if not expected:
+                    print("   (no test_safe key)")
                 print()
             conn.close()
         if not ok:
