@@ -25,10 +25,13 @@ from __future__ import annotations
 import json
 import logging
 import os
-from typing import Any, NamedTuple, Sequence
+from typing import TYPE_CHECKING, Any, Mapping, NamedTuple, Sequence
 from urllib.parse import parse_qs, unquote, urlsplit
 
 from .payload import _decode_json, _Num
+
+if TYPE_CHECKING:
+    from .config import TableConfig
 
 __all__ = ["Outbox", "OutboxRow", "VersionedChange", "OutboxError", "OUTBOX_DDL", "parse_mysql_url",
            "versioned_changes"]
@@ -48,7 +51,7 @@ CREATE TABLE IF NOT EXISTS `gearsync`.`outbox` (
 ) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4;
 """
 
-_COLUMNS = "`id`, `k`, `old_k`, `op`, `row`"
+_COLUMNS = "`id`, `k`, `old_k`, `op`, `row`, `source`"
 _LOCK_WAIT_TIMEOUT = 1205
 _DEADLOCK = 1213
 
@@ -63,14 +66,19 @@ class OutboxRow(NamedTuple):
     old_key: bytes | None
     op: str
     row: str | None
+    source: str | None = None
 
 
 class VersionedChange(NamedTuple):
-    """Write ``value`` to ``key`` (None: delete, leaving a tombstone) if stored version < version."""
+    """Write ``value`` to ``key`` (None: delete, leaving a tombstone) if stored version < version.
+
+    ``hash``: write a Redis hash of these fields instead of ``value``; ``ttl``: expire the key."""
 
     key: bytes
     version: int
     value: bytes | None
+    hash: dict[bytes, bytes] | None = None
+    ttl: int | None = None
 
 
 def _value(row: str | None) -> bytes | None:
@@ -94,18 +102,31 @@ def _value(row: str | None) -> bytes | None:
     return json.dumps(v, ensure_ascii=False, separators=(", ", ": ")).encode("utf-8")
 
 
-def versioned_changes(rows: Sequence[OutboxRow]) -> list[VersionedChange]:
+def versioned_changes(rows: Sequence[OutboxRow],
+                      tables: "Mapping[str, TableConfig] | None" = None) -> list[VersionedChange]:
     """Outbox rows → Redis writes, each versioned with its outbox id.
 
     An UPDATE that changed the key also deletes the old key (same version). A NULL value
-    deletes. A row whose JSON is unreadable is logged and skipped (it will not get better).
+    deletes. A row of a table in ``tables`` (source "schema.table" → its config) is mapped by
+    :func:`gearsync.mapped.mapped_change`; others keep the built-in shape (one value column → its value,
+    several → the JSON object). A row whose JSON is unreadable is logged and skipped (it will
+    not get better).
     """
+    from .mapped import mapped_change
+
     out: list[VersionedChange] = []
     for r in rows:
+        table = tables.get(r.source) if tables and r.source else None
         if r.op == "delete":
             out.append(VersionedChange(bytes(r.key), r.id, None))
             continue
         try:
+            if table is not None:
+                change = mapped_change(table, bytes(r.key), r.id, r.row)
+                if r.old_key is not None and bytes(r.old_key) != bytes(r.key):
+                    out.append(VersionedChange(bytes(r.old_key), r.id, None))
+                out.append(change)
+                continue
             value = _value(r.row)
         except ValueError as e:
             log.error("outbox row %d (%r) skipped: %s", r.id, r.key, e)
@@ -270,6 +291,21 @@ class Outbox:
             self._conn.rollback()
         except Exception as e:
             raise self._fail(e, "rollback") from e
+
+    def oldest_age(self) -> float | None:
+        """Seconds since the oldest outbox row was written (the lag), None if empty. One index
+        probe (the lowest id), so cheap enough to run every sweep."""
+        cur = self._cursor()
+        try:
+            cur.execute("SELECT TIMESTAMPDIFF(MICROSECOND, `created`, NOW(6)) FROM `gearsync`.`outbox` "
+                        "ORDER BY `id` LIMIT 1")
+            row = cur.fetchone()
+            self._conn.commit()
+            return None if row is None else max(0.0, int(row[0]) / 1e6)
+        except Exception as e:
+            raise self._fail(e, "lag") from e
+        finally:
+            _quietly(cur.close)
 
     def stats(self) -> tuple[int, float | None]:
         """(rows in the outbox, age in seconds of the oldest one or None). Consistent read, no locks."""

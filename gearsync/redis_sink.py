@@ -23,7 +23,7 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 from .outbox import VersionedChange
 from .payload import DELETE, SET, Change
 
-__all__ = ["RedisSink", "SinkUnavailable", "VERSION_PREFIX", "VERSIONED_LUA", "version_key"]
+__all__ = ["script_args", "RedisSink", "SinkUnavailable", "VERSION_PREFIX", "VERSIONED_LUA", "version_key"]
 
 log = logging.getLogger(__name__)
 
@@ -38,6 +38,26 @@ DEFAULT_TOMBSTONE_TTL = 86400
 def version_key(key: bytes | str) -> bytes:
     """The key holding the version of ``key``."""
     return VERSION_PREFIX + (key.encode() if isinstance(key, str) else bytes(key))
+
+
+def script_args(changes: Sequence[VersionedChange], tombstone_ttl: int,
+                mode: str = "v") -> tuple[list[bytes], list[Any]]:
+    """KEYS and ARGV of one ``versioned.lua`` call."""
+    keys: list[bytes] = []
+    argv: list[Any] = [tombstone_ttl, mode]
+    for c in changes:
+        keys += (c.key, VERSION_PREFIX + c.key)
+        ver = b"" if mode == "cas" and not c.version else c.version
+        ttl = c.ttl or 0
+        if c.hash is not None:
+            argv += (ver, b"h", ttl, 2 * len(c.hash))
+            for f, v in c.hash.items():
+                argv += (f, v)
+        elif c.value is None:
+            argv += (ver, b"d", ttl, 0)
+        else:
+            argv += (ver, b"s", ttl, 1, c.value)
+    return keys, argv
 
 
 class SinkUnavailable(Exception):
@@ -109,8 +129,12 @@ class RedisSink:
         return out
 
     async def apply_versioned(self, changes: Sequence[VersionedChange],
-                              tombstone_ttl: int = DEFAULT_TOMBSTONE_TTL) -> list[bool]:
+                              tombstone_ttl: int = DEFAULT_TOMBSTONE_TTL, mode: str = "v") -> list[bool]:
         """Apply versioned changes in one pipeline; per change True (written) or False (stale).
+
+        ``mode`` (see ``versioned.lua``): "v" versioned (safe mode), "nx" only where no version
+        is stored (backfill), "cas" only where the version is still ``change.version`` (repair;
+        0 = none stored), "w" unconditional (direct mode).
 
         Raises SinkUnavailable on I/O failure (nothing or part applied: replaying is a no-op
         for what was applied). A Redis restart that forgot the script is handled by reloading it.
@@ -121,7 +145,7 @@ class RedisSink:
             try:
                 if self._sha is None:
                     self._sha = str(await self.redis.script_load(VERSIONED_LUA))
-                replies = await self._eval_chunks(self._sha, changes, int(tombstone_ttl))
+                replies = await self._eval_chunks(self._sha, changes, int(tombstone_ttl), mode)
             except (RedisConnectionError, RedisTimeoutError, OSError) as e:
                 raise SinkUnavailable(f"{type(e).__name__}: {e}") from e
             errors = [r for r in replies if isinstance(r, Exception)]
@@ -137,17 +161,11 @@ class RedisSink:
             out.extend(bool(x) for x in reply)
         return out
 
-    async def _eval_chunks(self, sha: str, changes: Sequence[VersionedChange], ttl: int) -> list[Any]:
+    async def _eval_chunks(self, sha: str, changes: Sequence[VersionedChange], ttl: int,
+                           mode: str = "v") -> list[Any]:
         pipe = self.redis.pipeline(transaction=False)
         for i in range(0, len(changes), SCRIPT_CHUNK):
-            keys: list[bytes] = []
-            argv: list[Any] = [ttl]
-            for c in changes[i:i + SCRIPT_CHUNK]:
-                keys += (c.key, VERSION_PREFIX + c.key)
-                if c.value is None:
-                    argv += (c.version, b"d", b"")
-                else:
-                    argv += (c.version, b"s", c.value)
+            keys, argv = script_args(changes[i:i + SCRIPT_CHUNK], ttl, mode)
             pipe.evalsha(sha, len(keys), *keys, *argv)
         try:
             return list(await pipe.execute(raise_on_error=False))

@@ -63,6 +63,11 @@ class SafeApplier:
         self.jobs_bad = 0
         self.db_errors = 0
         self.redis_retries = 0
+        #: Measure the outbox lag at each sweep tick (for the metrics): seconds, None if empty.
+        self.track_lag = False
+        self.lag: float | None = None
+        #: Called with the seconds a batch (claim, write, delete) took.
+        self.on_batch: Callable[[float], None] | None = None
 
     # -- feeding and stopping ------------------------------------------------------------
     def submit(self, jobs: Sequence[Job]) -> None:
@@ -125,10 +130,16 @@ class SafeApplier:
                 except Exception:
                     log.exception("outbox sweep failed")
                     await self._release()
+                if self.track_lag:
+                    try:
+                        self.lag = await self._db(self.outbox.oldest_age)
+                    except OutboxError as e:
+                        log.debug("outbox lag unknown: %s", e)
                 self._next_sweep = time.monotonic() + self.settings.sweep_interval
 
     async def process(self, jobs: Sequence[Job]) -> None:
         """Confirm, apply and delete the rows the jobs rang for; complete the jobs."""
+        t0 = time.monotonic()
         ids: list[int] = []
         good: list[Job] = []
         bad: list[Job] = []
@@ -154,6 +165,8 @@ class SafeApplier:
             self.ids_absent += len(unique) - len(rows)
             await self._apply_and_finish(rows, swept=False)
         self.jobs_done += self.gearman.complete(good)
+        if self.on_batch is not None:
+            self.on_batch(time.monotonic() - t0)
 
     async def sweep(self) -> int:
         """Apply committed rows older than ``sweep_age`` that no job delivered; how many."""
@@ -184,7 +197,7 @@ class SafeApplier:
         if not rows:
             await self._release()
             return True
-        changes = versioned_changes(rows)
+        changes = versioned_changes(rows, self.settings.tables)
         attempt = 0
         while True:
             try:

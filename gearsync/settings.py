@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass, field
-from typing import Mapping
+from typing import Any, Mapping
 
 __all__ = ["Settings", "SettingsError", "parse_servers", "DEFAULT_GEARMAN_PORT"]
 
@@ -93,6 +93,20 @@ class Settings:
     tombstone_ttl: int = 86400
     #: Seconds to wait for more doorbells before confirming a batch that is not full.
     safe_linger: float = 0.002
+    #: Configured tables (``gearsync.toml``): source "schema.table" → its TableConfig. Their
+    #: outbox rows (safe mode) and ``gearsync_direct`` jobs (direct mode) are mapped by it.
+    tables: dict[str, Any] = field(default_factory=dict)
+    #: The Gearman function of configured direct-mode tables' triggers.
+    direct_function: str = "gearsync_direct"
+    #: Serve Prometheus metrics on this port (None: off).
+    metrics_port: int | None = None
+    metrics_host: str = "127.0.0.1"
+
+    @property
+    def direct_tables(self) -> bool:
+        """Serve ``direct_function``: with any configured table (``gearsync install --mode
+        direct`` can override the config's mode, so the worker cannot tell which are direct)."""
+        return bool(self.tables)
 
     @property
     def function(self) -> str:

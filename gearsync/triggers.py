@@ -22,13 +22,16 @@ written as hex literals, so the output is correct under any ``sql_mode``.
 from __future__ import annotations
 
 import re
+import string
 from typing import Sequence
 
-__all__ = ["safe_triggers", "drop_triggers", "trigger_names", "quote_ident", "quote_string",
+__all__ = ["safe_triggers", "direct_triggers", "template_key_expr", "DIRECT_FUNCTION", "drop_triggers", "trigger_names", "quote_ident", "quote_string",
            "render_script", "OUTBOX_TABLE", "SAFE_FUNCTION"]
 
 OUTBOX_TABLE = ("gearsync", "outbox")
 SAFE_FUNCTION = "gearsync"
+#: Gearman function of the direct-mode triggers of configured tables.
+DIRECT_FUNCTION = "gearsync_direct"
 #: UDFs that can ring gearmand from a safe-mode trigger.
 DOORBELLS = ("gman_do_background", "gearsync_send")
 
@@ -71,6 +74,18 @@ def _key_expr(alias: str, key_columns: Sequence[str], prefix: str) -> str:
     return "CONCAT(" + ", ".join(parts) + ")"
 
 
+def template_key_expr(alias: str, template: str) -> str:
+    """SQL building the Redis key of ``alias``'s row from a config key template
+    (``order:{shop_id}:{id}`` → ``CONCAT('order:', NEW.`shop_id`, ':', NEW.`id`)``)."""
+    parts: list[str] = []
+    for literal, fname, _spec, _conv in string.Formatter().parse(template):
+        if literal:
+            parts.append(quote_string(literal))
+        if fname is not None:
+            parts.append(f"{alias}.{quote_ident(fname)}")
+    return "CONCAT(" + ", ".join(parts) + ")"
+
+
 def _row_expr(alias: str, value_columns: Sequence[str]) -> str:
     members = ", ".join(f"{quote_string(c)}, {alias}.{quote_ident(c)}" for c in value_columns)
     return f"JSON_OBJECT({members})"
@@ -86,6 +101,7 @@ def safe_triggers(
     function: str = SAFE_FUNCTION,
     outbox: tuple[str, str] = OUTBOX_TABLE,
     doorbell: str = "gearsync_send",
+    key_template: str | None = None,
 ) -> list[str]:
     """The DROP/CREATE TRIGGER statements of one table, each a single SQL statement.
 
@@ -94,7 +110,8 @@ def safe_triggers(
     ``doorbell`` is the UDF that rings gearmand with ``(function, id, id)``:
     ``gman_do_background`` waits for gearmand's ack (a round trip per row); a pipelined
     no-wait sender such as ``gearsync_send`` is cheaper and loses nothing here (a lost
-    doorbell only leaves the row to the sweeper).
+    doorbell only leaves the row to the sweeper). ``key_template`` (a config key such as
+    ``order:{shop_id}:{id}``) replaces ``key_prefix`` + the key columns joined by ``:``.
     """
     if doorbell not in DOORBELLS:
         raise ValueError(f"unknown doorbell {doorbell!r}: expected one of {', '.join(DOORBELLS)}")
@@ -110,7 +127,10 @@ def safe_triggers(
     source = quote_string(f"{schema}.{table}")
     fn = quote_string(function)
     names = trigger_names(table)
-    new_key, old_key = _key_expr("NEW", key_columns, prefix), _key_expr("OLD", key_columns, prefix)
+    if key_template is not None:
+        new_key, old_key = template_key_expr("NEW", key_template), template_key_expr("OLD", key_template)
+    else:
+        new_key, old_key = _key_expr("NEW", key_columns, prefix), _key_expr("OLD", key_columns, prefix)
     ring = f"  DO {doorbell}({fn}, LAST_INSERT_ID(), LAST_INSERT_ID());\n"
     key_same = f"CAST({new_key} AS BINARY) <=> CAST({old_key} AS BINARY)"
     old_row_still_there = " AND ".join(
@@ -139,6 +159,53 @@ def safe_triggers(
         tail = "" if op == "update" else ring
         out.append(f"DROP TRIGGER IF EXISTS {name}")
         out.append(f"CREATE TRIGGER {name} AFTER {op.upper()} ON {target} FOR EACH ROW\nBEGIN\n{body}{tail}END")
+    return out
+
+
+def direct_triggers(
+    schema: str,
+    table: str,
+    key_template: str,
+    value_columns: Sequence[str],
+    *,
+    function: str = DIRECT_FUNCTION,
+    doorbell: str = "gearsync_send",
+) -> list[str]:
+    """Direct-mode triggers of a configured table: each sends one background job whose
+    workload is ``udf_json_object(…)`` with the outbox row's shape, no outbox involved::
+
+        {"source":"shop.users","op":"insert","k":"user:1","old_k":null,"json_row":{…the value columns…}}
+
+    (``json_row`` is MariaDB's ``JSON_OBJECT`` of the value columns, nested as JSON by the
+    UDF because its alias starts with ``json_``; ``old_k`` is set on an UPDATE that changed
+    the key; a DELETE has ``"k"`` = the old key and no row). The limits of direct mode apply.
+    """
+    if doorbell not in DOORBELLS:
+        raise ValueError(f"unknown doorbell {doorbell!r}: expected one of {', '.join(DOORBELLS)}")
+    if not value_columns:
+        raise ValueError("at least one value column is needed")
+    target = _qualified(schema, table)
+    source = quote_string(f"{schema}.{table}")
+    fn = quote_string(function)
+    names = trigger_names(table)
+    new_key, old_key = template_key_expr("NEW", key_template), template_key_expr("OLD", key_template)
+
+    def send(op: str, key: str, old: str, row: str) -> str:
+        return (f"DO {doorbell}({fn}, udf_json_object({source} AS `source`, '{op}' AS `op`, {key} AS `k`, "
+                f"{old} AS `old_k`, {row} AS `json_row`))")
+
+    new_row = _row_expr("NEW", value_columns)
+    bodies = {
+        "insert": send("insert", new_key, "NULL", new_row),
+        "update": send("update", new_key,
+                       f"IF(CAST({new_key} AS BINARY) <=> CAST({old_key} AS BINARY), NULL, {old_key})", new_row),
+        "delete": send("delete", old_key, "NULL", "NULL"),
+    }
+    out: list[str] = []
+    for op, body in bodies.items():
+        name = _qualified(schema, names[op])
+        out.append(f"DROP TRIGGER IF EXISTS {name}")
+        out.append(f"CREATE TRIGGER {name} AFTER {op.upper()} ON {target} FOR EACH ROW\nBEGIN\n  {body};\nEND")
     return out
 
 

@@ -18,10 +18,12 @@ import asyncio
 import logging
 import signal
 import time
-from typing import Callable, Iterable, Union
+from typing import Any, Callable, Iterable, Union
 
 from . import payload
 from .gearman.worker import GearmanWorker, Job
+from .direct import direct_changes
+from .outbox import VersionedChange
 from .payload import Change
 from .redis_sink import RedisSink, SinkUnavailable
 from .safe import SafeApplier
@@ -72,6 +74,7 @@ class Worker:
         self._task: asyncio.Task[None] | None = None
         self._last_log = time.monotonic()
         self._logged = (0, 0, 0)
+        self.metrics: Any = None  # a WorkerMetrics with --metrics-port
 
     def handler(self, function: str) -> Callable[[Handler], Handler]:
         """Decorator: ``@worker.handler("syncToRedis")`` registers ``fn(job) -> Change(s)``."""
@@ -87,6 +90,8 @@ class Worker:
         if self._gearman is None:
             s = self.settings
             functions = list(self.handlers) + ([s.safe_function] if s.mysql_url else [])
+            if s.direct_tables and s.direct_function not in functions:
+                functions.append(s.direct_function)
             self._gearman = GearmanWorker(s.gearman, functions, window=s.window,
                                           max_in_hand=max(s.max_in_hand, s.window))
         return self._gearman
@@ -143,8 +148,16 @@ class Worker:
             self.sink = RedisSink.from_url(self.settings.redis_url)
         gm = self.gearman
         safe_task: asyncio.Task[None] | None = None
+        metrics_server = None
         if self.settings.mysql_url:
             self.safe = SafeApplier(self.settings, self.sink, gm)
+        if self.settings.metrics_port is not None:
+            from .worker_metrics import WorkerMetrics
+
+            self.metrics = WorkerMetrics(self)
+            metrics_server = await self.metrics.registry.serve(self.settings.metrics_port, self.settings.metrics_host)
+            log.info("metrics on http://%s:%d/metrics", self.settings.metrics_host, self.settings.metrics_port)
+        if self.safe is not None:
             if self._stopping:
                 self.safe.request_stop()
             safe_task = asyncio.create_task(self.safe.run(), name="gearsync safe mode")
@@ -172,6 +185,8 @@ class Worker:
                 safe_task.cancel()
                 await asyncio.gather(safe_task, return_exceptions=True)
             await gm.close()
+            if metrics_server is not None:
+                metrics_server.close()
             if self.safe is not None:
                 await self.safe.close()
             await self.sink.close()
@@ -195,6 +210,7 @@ class Worker:
 
     async def process(self, batch: list[Job], gm: GearmanWorker, sink: RedisSink) -> bool:
         """Handle one batch; False if stopping left it unapplied (gearmand will requeue it)."""
+        t0 = time.monotonic()
         changes: list[Change] = []
         owners: list[int] = []
         ok: list[Job] = []
@@ -206,6 +222,13 @@ class Worker:
             if safe_jobs:
                 self.safe.submit(safe_jobs)
                 batch = [j for j in batch if j.function != safe_fn]
+        if self.settings.direct_tables:
+            direct_fn = self.settings.direct_function.encode()
+            direct = [j for j in batch if j.function == direct_fn]
+            if direct:
+                batch = [j for j in batch if j.function != direct_fn]
+                if not await self._apply_direct(direct, gm, sink):
+                    return False
         for job in batch:
             fn = handlers.get(job.function)
             try:
@@ -233,6 +256,8 @@ class Worker:
         if not await self._apply(changes, owners, ok, gm, sink):
             return False
         self.batches += 1
+        if self.metrics is not None:
+            self.metrics.batch_done("direct", time.monotonic() - t0)
         self._summary()
         return True
 
@@ -266,6 +291,46 @@ class Worker:
                 log.warning("job %s failed in redis: %s", ok[i].handle.decode(errors="replace"), err)
             self.jobs_failed += gm.fail(ok[i] for i in bad)
             ok = [j for i, j in enumerate(ok) if i not in bad]
+        gm.complete(ok)
+        self.jobs_applied += len(ok)
+        return True
+
+    async def _apply_direct(self, jobs: list[Job], gm: GearmanWorker, sink: RedisSink) -> bool:
+        """Configured direct-mode tables: decode each ``gearsync_direct`` job (the outbox row's
+        shape as JSON), map it by its table's config, write unconditionally (no versions)."""
+        changes: list[VersionedChange] = []
+        ok: list[Job] = []
+        failed: list[Job] = []
+        for job in jobs:
+            try:
+                changes += direct_changes(job.workload, self.settings.tables)
+                ok.append(job)
+            except Exception as e:
+                failed.append(job)
+                log.warning("job %s (%s) failed: %s: %s", job.handle.decode(errors="replace"),
+                            self.settings.direct_function, type(e).__name__, e)
+        if failed:
+            self.jobs_failed += gm.fail(failed)
+        attempt = 0
+        while changes:
+            try:
+                await sink.apply_versioned(changes, self.settings.tombstone_ttl, mode="w")
+                break
+            except SinkUnavailable as e:
+                if self._stopping:
+                    log.warning("stopping with %d jobs unapplied (redis unreachable: %s); "
+                                "gearmand requeues them", len(ok), e)
+                    return False
+                attempt += 1
+                self.redis_retries += 1
+                delay = min(self.settings.redis_backoff_max, 0.1 * 2 ** (attempt - 1))
+                log.warning("redis unreachable (%s), retry %d in %.1f s (%d jobs held)", e, attempt, delay, len(ok))
+                await asyncio.sleep(delay)
+            except Exception as e:  # e.g. WRONGTYPE: fail the jobs, keep going
+                log.warning("%d %s jobs failed in redis: %s: %s", len(ok), self.settings.direct_function,
+                            type(e).__name__, e)
+                self.jobs_failed += gm.fail(ok)
+                return True
         gm.complete(ok)
         self.jobs_applied += len(ok)
         return True
