@@ -1,7 +1,8 @@
 """How far behind is Redis? ``gearsync.status(...)`` and ``gearsync status``.
 
-Minimal version: the outbox size and the age of its oldest row (the safe-mode lag: a row
-leaves the outbox when it has been applied), and whether MariaDB, Redis and gearmand answer.
+The outbox size and the age of its oldest row (the safe-mode lag: a row leaves the outbox when
+it has been applied), each gearmand's queue depth and worker count per function (its admin
+protocol), and whether MariaDB, Redis and every gearmand answer.
 """
 
 from __future__ import annotations
@@ -21,6 +22,8 @@ class Status:
     oldest_age: Optional[float] = None
     #: component ("mysql", "redis", "gearman host:port") → None if it answered, else the error.
     errors: dict[str, Optional[str]] = field(default_factory=dict)
+    #: "host:port" → function → {"queued": jobs queued or running, "running": …, "workers": …}
+    gearman: dict[str, dict[str, dict[str, int]]] = field(default_factory=dict)
 
     @property
     def ok(self) -> bool:
@@ -42,6 +45,8 @@ class Status:
             lines.append(f"outbox: {self.outbox_size} rows, oldest {age}")
         for name, err in self.errors.items():
             lines.append(f"{name}: {'ok' if err is None else 'UNREACHABLE: ' + err}")
+            for fn, q in sorted(self.gearman.get(name[len("gearman "):], {}).items()) if name.startswith("gearman ") else ():
+                lines.append(f"  {fn}: {q['queued']} queued ({q['running']} running), {q['workers']} workers")
         return "\n".join(lines)
 
 
@@ -76,7 +81,10 @@ def status(mysql_url: str | None = None, redis_url: str | None = None,
         from .gearman import admin
 
         try:
-            admin.version(host, port, timeout)
+            st.gearman[f"{host}:{port}"] = {
+                f.function: {"queued": f.total, "running": f.running, "workers": f.available_workers}
+                for f in admin.status(host, port, timeout)
+            }
             st.errors[f"gearman {host}:{port}"] = None
         except Exception as e:
             st.errors[f"gearman {host}:{port}"] = f"{type(e).__name__}: {e}"

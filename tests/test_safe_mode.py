@@ -4,6 +4,7 @@
 
 from __future__ import annotations
 
+import json
 import random
 import subprocess
 import sys
@@ -312,3 +313,21 @@ def test_outbox_claim_with_each_driver(stack: Stack, safe_mysql: Any, driver: st
     finally:
         ob.close()
         _exec(safe_mysql, "DELETE FROM gearsync.outbox")
+
+
+def test_status_shows_queue_depth_and_workers_per_function(stack: Stack, gearmand: Any) -> None:
+    """Queue depth and worker count per Gearman function, from gearmand's admin protocol."""
+    from gearsync.gearman.client import GearmanClient
+
+    with GearmanClient(gearmand.host, gearmand.port) as c:
+        c.submit_many("syncToRedis", [b'{"id": 1, "name": "x"}'] * 3)
+    st = gearsync.status(gearman=[(gearmand.host, gearmand.port)])
+    assert st.ok
+    assert st.gearman[gearmand.address]["syncToRedis"] == {"queued": 3, "running": 0, "workers": 0}
+    res = subprocess.run([sys.executable, "-m", "gearsync", "status", "--gearman", gearmand.address,
+                          "--redis-url", stack.redis_url], capture_output=True, text=True, timeout=30)
+    assert res.returncode == 0, res.stderr
+    assert "syncToRedis: 3 queued (0 running), 0 workers" in res.stdout
+    res = subprocess.run([sys.executable, "-m", "gearsync", "status", "--json", "--gearman", gearmand.address,
+                          "--redis-url", stack.redis_url], capture_output=True, text=True, timeout=30)
+    assert json.loads(res.stdout)["gearman"][gearmand.address]["syncToRedis"]["queued"] == 3
