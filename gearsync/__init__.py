@@ -3,6 +3,8 @@
 __version__ = "0.1.0"
 
 from .gearman import GearmanClient, GearmanWorker, Job  # noqa: E402
+from .mapping import Value  # noqa: E402
+from .outbox import TableChange  # noqa: E402
 from .payload import Change, PayloadError  # noqa: E402
 from .payload import decode as decode_payload  # noqa: E402
 from .redis_sink import RedisSink, SinkUnavailable  # noqa: E402
@@ -14,5 +16,5 @@ from .worker import ForcedShutdown, Worker, default_handler  # noqa: E402
 __all__ = [
     "__version__", "Settings", "SettingsError", "parse_servers", "Change", "PayloadError",
     "decode_payload", "RedisSink", "SinkUnavailable", "Worker", "ForcedShutdown", "default_handler",
-    "GearmanWorker", "GearmanClient", "Job", "status", "Status", "safe_triggers",
+    "GearmanWorker", "GearmanClient", "Job", "status", "Status", "safe_triggers", "TableChange", "Value",
 ]

@@ -25,7 +25,7 @@ from __future__ import annotations
 import json
 import logging
 import os
-from typing import TYPE_CHECKING, Any, Mapping, NamedTuple, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Mapping, NamedTuple, Sequence
 from urllib.parse import parse_qs, unquote, urlsplit
 
 from .payload import _decode_json, _Num
@@ -69,6 +69,24 @@ class OutboxRow(NamedTuple):
     source: str | None = None
 
 
+class TableChange(NamedTuple):
+    """One commit-confirmed change of a source table, as a table handler receives it.
+
+    ``row`` is the value columns decoded from JSON (None for a delete); ``version`` is the
+    outbox id (for one key it grows in commit order)."""
+
+    source: str
+    op: str
+    key: str
+    old_key: str | None
+    version: int
+    row: dict[str, Any] | None
+
+
+#: ``fn(change) -> value``: bytes/str (a string), a :class:`gearsync.mapping.Value`, or None (delete).
+TableHandler = Callable[[TableChange], Any]
+
+
 class VersionedChange(NamedTuple):
     """Write ``value`` to ``key`` (None: delete, leaving a tombstone) if stored version < version.
 
@@ -103,20 +121,26 @@ def _value(row: str | None) -> bytes | None:
 
 
 def versioned_changes(rows: Sequence[OutboxRow],
-                      tables: "Mapping[str, TableConfig] | None" = None) -> list[VersionedChange]:
+                      tables: "Mapping[str, TableConfig] | None" = None,
+                      handlers: "Mapping[str, TableHandler] | None" = None) -> list[VersionedChange]:
     """Outbox rows → Redis writes, each versioned with its outbox id.
 
     An UPDATE that changed the key also deletes the old key (same version). A NULL value
     deletes. A row of a table in ``tables`` (source "schema.table" → its config) is mapped by
     :func:`gearsync.mapped.mapped_change`; others keep the built-in shape (one value column → its value,
-    several → the JSON object). A row whose JSON is unreadable is logged and skipped (it will
-    not get better).
+    several → the JSON object). A table with a handler (``handlers``: source → fn) gets what
+    its handler returns for a :class:`TableChange`. A row whose JSON is unreadable, or whose
+    handler raises, is logged and skipped (it will not get better).
     """
     from .mapped import mapped_change
 
     out: list[VersionedChange] = []
     for r in rows:
         table = tables.get(r.source) if tables and r.source else None
+        fn = handlers.get(r.source) if handlers and r.source else None
+        if fn is not None:
+            out.extend(_handled(fn, r))
+            continue
         if r.op == "delete":
             out.append(VersionedChange(bytes(r.key), r.id, None))
             continue
@@ -134,6 +158,38 @@ def versioned_changes(rows: Sequence[OutboxRow],
         if r.old_key is not None and bytes(r.old_key) != bytes(r.key):
             out.append(VersionedChange(bytes(r.old_key), r.id, None))
         out.append(VersionedChange(bytes(r.key), r.id, value))
+    return out
+
+
+def _handled(fn: TableHandler, r: OutboxRow) -> list[VersionedChange]:
+    """A table handler's result as versioned writes (old key deleted when the key changed)."""
+    from .mapping import Value
+
+    key = bytes(r.key)
+    old = bytes(r.old_key) if r.old_key is not None and bytes(r.old_key) != key else None
+    try:
+        row = None if r.op == "delete" or r.row is None else json.loads(r.row)
+        res = fn(TableChange(r.source or "", r.op, key.decode("utf-8", "surrogateescape"),
+                             old.decode("utf-8", "surrogateescape") if old else None, r.id, row))
+    except Exception:
+        log.exception("outbox row %d (%r): the handler for %s raised; change skipped", r.id, key, r.source)
+        return []
+    out = [VersionedChange(old, r.id, None)] if old else []
+    if res is None:
+        out.append(VersionedChange(key, r.id, None))
+    elif isinstance(res, (bytes, str)):
+        out.append(VersionedChange(key, r.id, res.encode() if isinstance(res, str) else res))
+    elif isinstance(res, Value):
+        if res.kind == "hash":
+            out.append(VersionedChange(key, r.id, None, res.data, res.ttl))  # type: ignore[arg-type]
+        elif res.kind == "string":
+            out.append(VersionedChange(key, r.id, res.data, None, res.ttl))  # type: ignore[arg-type]
+        else:
+            out.append(VersionedChange(key, r.id, None))
+    else:
+        log.error("outbox row %d: the handler for %s returned %s, not bytes, str, Value or None; "
+                  "change skipped", r.id, r.source, type(res).__name__)
+        return []
     return out
 
 

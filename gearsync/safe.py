@@ -52,6 +52,8 @@ class SafeApplier:
         self._executor = ThreadPoolExecutor(1, thread_name_prefix="gearsync-outbox")
         self._stopping = False
         self._next_sweep = time.monotonic() + settings.sweep_interval
+        #: source "schema.table" → fn(TableChange) (see Worker.table)
+        self.table_handlers: dict[str, Any] = {}
         #: Seconds to wait for more doorbells when a batch is not full.
         self.linger = settings.safe_linger
         # counters
@@ -197,7 +199,7 @@ class SafeApplier:
         if not rows:
             await self._release()
             return True
-        changes = versioned_changes(rows, self.settings.tables)
+        changes = versioned_changes(rows, self.settings.tables, self.table_handlers)
         attempt = 0
         while True:
             try:

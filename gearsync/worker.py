@@ -62,6 +62,7 @@ class Worker:
         self._redis = redis
         self._gearman = gearman
         self.handlers: dict[str, Handler] = {f: default_handler for f in self.settings.functions}
+        self.table_handlers: dict[str, Callable[..., Any]] = {}
         self.handlers.update(handlers or {})
         self.sink: RedisSink | None = None
         self.safe: SafeApplier | None = None
@@ -81,6 +82,18 @@ class Worker:
 
         def register(fn: Handler) -> Handler:
             self.handlers[function] = fn
+            return fn
+
+        return register
+
+    def table(self, source: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+        """Decorator: ``@worker.table("shop.users")`` registers ``fn(change: TableChange)`` for a
+        safe-mode table; it gets each commit-confirmed change and returns what the key should
+        hold (bytes/str, a :class:`gearsync.mapping.Value`, or None to delete), which goes
+        through the versioned write. Needs a MySQL URL (safe mode)."""
+
+        def register(fn: Callable[..., Any]) -> Callable[..., Any]:
+            self.table_handlers[source] = fn
             return fn
 
         return register
@@ -151,6 +164,7 @@ class Worker:
         metrics_server = None
         if self.settings.mysql_url:
             self.safe = SafeApplier(self.settings, self.sink, gm)
+            self.safe.table_handlers = self.table_handlers
         if self.settings.metrics_port is not None:
             from .worker_metrics import WorkerMetrics
 

@@ -163,3 +163,29 @@ def test_settings_and_urls() -> None:
         Settings.from_env({"GEARSYNC_SWEEP_INTERVAL": "soon"})
     with pytest.raises(SettingsError):
         Settings.from_env({"GEARSYNC_MYSQL_URL": "mysql://x/"}, functions=["gearsync"])
+
+
+def test_table_handler_results_become_versioned_writes(caplog: Any) -> None:
+    from gearsync.mapping import Value
+    from gearsync.outbox import OutboxRow, VersionedChange, versioned_changes
+
+    rows = [OutboxRow(7, b"u:2", b"u:1", "update", '{"name":"x"}', "s.t"),
+            OutboxRow(8, b"u:3", None, "delete", None, "s.t"),
+            OutboxRow(9, b"u:4", None, "insert", '{"name":"y"}', "s.t"),
+            OutboxRow(10, b"u:5", None, "insert", '{"name":"z"}', "s.t"),
+            OutboxRow(11, b"k", None, "insert", '{"name":"plain"}', "other.t")]
+    seen = []
+
+    def fn(change: Any) -> Any:
+        seen.append(change)
+        if change.key == "u:4":
+            raise RuntimeError("bug in the handler")
+        if change.key == "u:5":
+            return 42
+        return None if change.row is None else Value("hash", {b"n": change.row["name"].encode()}, 60)
+
+    out = versioned_changes(rows, handlers={"s.t": fn})
+    assert out == [VersionedChange(b"u:1", 7, None), VersionedChange(b"u:2", 7, None, {b"n": b"x"}, 60),
+                   VersionedChange(b"u:3", 8, None), VersionedChange(b"k", 11, b"plain")]
+    assert (seen[0].op, seen[0].old_key, seen[0].version, seen[0].row) == ("update", "u:1", 7, {"name": "x"})
+    assert "the handler for s.t raised" in caplog.text and "returned int" in caplog.text
