@@ -91,8 +91,10 @@ class Settings:
     lock_wait_timeout: int = 1
     #: Seconds a delete's versioned tombstone stays in Redis.
     tombstone_ttl: int = 86400
-    #: Seconds to wait for more doorbells before confirming a batch that is not full.
-    safe_linger: float = 0.002
+    #: Seconds to wait for more doorbells before confirming a batch that is not full. Off by
+    #: default: doorbells that arrive while a batch is being applied batch up by themselves,
+    #: and a wait only adds latency (measured: p99 6.7 ms with 2 ms, 2.9 ms without, at 200/s).
+    safe_linger: float = 0.0
     #: Configured tables (``gearsync.toml``): source "schema.table" → its TableConfig. Their
     #: outbox rows (safe mode) and ``gearsync_direct`` jobs (direct mode) are mapped by it.
     tables: dict[str, Any] = field(default_factory=dict)
