@@ -9,9 +9,10 @@ TTL after a delete), so ``GET key`` still returns the bare value.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from importlib import resources
-from typing import Any, Sequence
+from typing import Any, Awaitable, Callable, Sequence, TypeVar
 
 import redis.asyncio as aioredis
 from redis.asyncio.retry import Retry
@@ -23,7 +24,8 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 from .outbox import VersionedChange
 from .payload import DELETE, SET, Change
 
-__all__ = ["script_args", "RedisSink", "SinkUnavailable", "VERSION_PREFIX", "VERSIONED_LUA", "version_key"]
+__all__ = ["script_args", "RedisSink", "SinkUnavailable", "VERSION_PREFIX", "VERSIONED_LUA", "version_key",
+           "until_written"]
 
 log = logging.getLogger(__name__)
 
@@ -58,6 +60,35 @@ def script_args(changes: Sequence[VersionedChange], tombstone_ttl: int,
         else:
             argv += (ver, b"s", ttl, 1, c.value)
     return keys, argv
+
+
+T = TypeVar("T")
+
+
+async def until_written(write: Callable[[], Awaitable[T]], *, held: str, backoff_max: float,
+                        stopping: Callable[[], bool], on_retry: Callable[[], None] = lambda: None,
+                        ) -> tuple[bool, T | None]:
+    """Run ``write()`` until Redis answers: ``(True, result)``. While Redis is unreachable, retry
+    with capped exponential backoff (0.1 s doubling to ``backoff_max``), logging each retry with
+    what is ``held`` and calling ``on_retry`` (counters, pausing intake); ``(False, None)`` if
+    ``stopping()`` says to give up. Other errors propagate."""
+    attempt = 0
+    while True:
+        try:
+            result = await write()
+        except SinkUnavailable as e:
+            if stopping():
+                log.warning("stopping with %s unapplied (redis unreachable: %s)", held, e)
+                return False, None
+            attempt += 1
+            on_retry()
+            delay = min(backoff_max, 0.1 * 2 ** (attempt - 1))
+            log.warning("redis unreachable (%s), retry %d in %.1f s (%s held)", e, attempt, delay, held)
+            await asyncio.sleep(delay)
+            continue
+        if attempt:
+            log.info("redis reachable again after %d retries", attempt)
+        return True, result
 
 
 class SinkUnavailable(Exception):

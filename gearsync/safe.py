@@ -27,7 +27,7 @@ from typing import Any, Callable, Sequence, TypeVar
 
 from .gearman.worker import GearmanWorker, Job
 from .outbox import Outbox, OutboxError, OutboxRow, versioned_changes
-from .redis_sink import RedisSink, SinkUnavailable
+from .redis_sink import RedisSink, until_written
 from .settings import Settings
 
 __all__ = ["SafeApplier"]
@@ -200,30 +200,24 @@ class SafeApplier:
             await self._release()
             return True
         changes = versioned_changes(rows, self.settings.tables, self.table_handlers)
-        attempt = 0
-        while True:
-            try:
-                results = await self.sink.apply_versioned(changes, self.settings.tombstone_ttl)
-                break
-            except SinkUnavailable as e:
-                if self._stopping:
-                    log.warning("stopping with %d outbox rows unapplied (redis unreachable: %s); "
-                                "they stay in the outbox", len(rows), e)
-                    await self._release()
-                    return False
-                attempt += 1
-                self.redis_retries += 1
-                delay = min(self.settings.redis_backoff_max, 0.1 * 2 ** (attempt - 1))
-                log.warning("redis unreachable (%s), retry %d in %.1f s (%d outbox rows held)",
-                            e, attempt, delay, len(rows))
-                await asyncio.sleep(delay)
-            except Exception as e:  # a script error, e.g. WRONGTYPE: the rows stay, visible as lag
-                log.error("versioned write of %d outbox rows failed: %s: %s; they stay in the outbox",
-                          len(rows), type(e).__name__, e)
-                await self._release()
-                return False
-        if attempt:
-            log.info("redis reachable again after %d retries", attempt)
+        def on_retry() -> None:
+            self.redis_retries += 1
+
+        try:
+            written, results = await until_written(
+                lambda: self.sink.apply_versioned(changes, self.settings.tombstone_ttl),
+                held=f"{len(rows)} outbox rows (they stay in the outbox on a stop)",
+                backoff_max=self.settings.redis_backoff_max, stopping=lambda: self._stopping,
+                on_retry=on_retry)
+        except Exception as e:  # a script error, e.g. WRONGTYPE: the rows stay, visible as lag
+            log.error("versioned write of %d outbox rows failed: %s: %s; they stay in the outbox",
+                      len(rows), type(e).__name__, e)
+            await self._release()
+            return False
+        if not written:
+            await self._release()
+            return False
+        assert results is not None
         self.writes_stale += results.count(False)
         try:
             await self._db(self.outbox.finish, [r.id for r in rows])

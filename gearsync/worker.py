@@ -18,20 +18,22 @@ import asyncio
 import logging
 import signal
 import time
-from typing import Any, Callable, Iterable, Union
+from typing import Any, Awaitable, Callable, Iterable, TypeVar, Union
 
 from . import payload
 from .gearman.worker import GearmanWorker, Job
 from .direct import direct_changes
 from .outbox import VersionedChange
 from .payload import Change
-from .redis_sink import RedisSink, SinkUnavailable
+from .redis_sink import RedisSink, until_written
 from .safe import SafeApplier
 from .settings import Settings
 
 __all__ = ["Worker", "Handler", "ForcedShutdown", "default_handler"]
 
 log = logging.getLogger(__name__)
+
+T = TypeVar("T")
 
 HandlerResult = Union[Change, Iterable[Change], None]
 #: A handler turns one job into the changes to apply (None: nothing to write).
@@ -277,27 +279,10 @@ class Worker:
 
     async def _apply(self, changes: list[Change], owners: list[int], ok: list[Job],
                      gm: GearmanWorker, sink: RedisSink) -> bool:
-        attempt = 0
-        while True:
-            try:
-                results = await sink.apply(changes)
-                break
-            except SinkUnavailable as e:
-                if self._stopping:
-                    log.warning("stopping with %d jobs unapplied (redis unreachable: %s); "
-                                "gearmand requeues them", len(ok), e)
-                    return False
-                attempt += 1
-                self.redis_retries += 1
-                delay = min(self.settings.redis_backoff_max, 0.1 * 2 ** (attempt - 1))
-                log.warning("redis unreachable (%s), retry %d in %.1f s (%d jobs held)",
-                            e, attempt, delay, len(ok))
-                gm.pause()
-                await asyncio.sleep(delay)
-        if attempt:
-            log.info("redis reachable again after %d retries", attempt)
-            if not self._stopping:
-                gm.resume()
+        written, results = await self._until_written(lambda: sink.apply(changes), gm, len(ok))
+        if not written:
+            return False
+        assert results is not None
         bad = {owners[i] for i, r in enumerate(results) if isinstance(r, Exception)}
         if bad:
             for i in sorted(bad):
@@ -325,21 +310,12 @@ class Worker:
                             self.settings.direct_function, type(e).__name__, e)
         if failed:
             self.jobs_failed += gm.fail(failed)
-        attempt = 0
-        while changes:
+        if changes:
             try:
-                await sink.apply_versioned(changes, self.settings.tombstone_ttl, mode="w")
-                break
-            except SinkUnavailable as e:
-                if self._stopping:
-                    log.warning("stopping with %d jobs unapplied (redis unreachable: %s); "
-                                "gearmand requeues them", len(ok), e)
+                written, _ = await self._until_written(
+                    lambda: sink.apply_versioned(changes, self.settings.tombstone_ttl, mode="w"), gm, len(ok))
+                if not written:
                     return False
-                attempt += 1
-                self.redis_retries += 1
-                delay = min(self.settings.redis_backoff_max, 0.1 * 2 ** (attempt - 1))
-                log.warning("redis unreachable (%s), retry %d in %.1f s (%d jobs held)", e, attempt, delay, len(ok))
-                await asyncio.sleep(delay)
             except Exception as e:  # e.g. WRONGTYPE: fail the jobs, keep going
                 log.warning("%d %s jobs failed in redis: %s: %s", len(ok), self.settings.direct_function,
                             type(e).__name__, e)
@@ -348,6 +324,26 @@ class Worker:
         gm.complete(ok)
         self.jobs_applied += len(ok)
         return True
+
+    async def _until_written(self, write: Callable[[], Awaitable[T]], gm: GearmanWorker,
+                             jobs: int) -> tuple[bool, T | None]:
+        """:func:`until_written` for jobs in hand: grabbing pauses while Redis is away; on a stop
+        the jobs stay unanswered and gearmand requeues them."""
+        paused = False
+
+        def on_retry() -> None:
+            nonlocal paused
+            self.redis_retries += 1
+            if not paused:
+                gm.pause()
+                paused = True
+
+        result = await until_written(write, held=f"{jobs} jobs (gearmand requeues them on a stop)",
+                                     backoff_max=self.settings.redis_backoff_max,
+                                     stopping=lambda: self._stopping, on_retry=on_retry)
+        if paused and result[0] and not self._stopping:
+            gm.resume()
+        return result
 
     def _summary(self, force: bool = False) -> None:
         now = time.monotonic()

@@ -9,7 +9,6 @@ import time
 from pathlib import Path
 from typing import Any
 
-import pytest
 
 import gearsync
 from gearsync.testing.processes import WorkerProcess, wait_for
