@@ -107,7 +107,7 @@ def table_statements(rt: ResolvedTable, mode: str | None = None) -> list[str]:
     if mode == "safe":
         return safe_triggers(t.schema, t.table, t.key_columns, rt.value_columns, key_template=t.key)
     if mode == "direct":
-        return direct_triggers(t.schema, t.table, t.key, rt.value_columns)
+        return direct_triggers(t.schema, t.table, t.key, rt.value_columns, t.key_columns)
     raise ValueError(f"unknown mode {mode!r}: expected safe or direct")
 
 

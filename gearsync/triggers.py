@@ -133,9 +133,7 @@ def safe_triggers(
         new_key, old_key = _key_expr("NEW", key_columns, prefix), _key_expr("OLD", key_columns, prefix)
     ring = f"  DO {doorbell}({fn}, LAST_INSERT_ID(), LAST_INSERT_ID());\n"
     key_same = f"CAST({new_key} AS BINARY) <=> CAST({old_key} AS BINARY)"
-    old_row_still_there = " AND ".join(
-        f"{quote_ident(c)} = OLD.{quote_ident(c)} AND BINARY {quote_ident(c)} = BINARY OLD.{quote_ident(c)}"
-        for c in key_columns)
+    old_row_still_there = _old_row_still_there(key_columns)
     cols = f"{ob} (`source`, `k`, `old_k`, `op`, `row`)"
     bodies = {
         "insert": f"  INSERT INTO {cols}\n    VALUES ({source}, {new_key}, NULL, 'insert', "
@@ -162,11 +160,21 @@ def safe_triggers(
     return out
 
 
+def _old_row_still_there(key_columns: Sequence[str]) -> str:
+    """WHERE condition: the row OLD names is still in the table. MariaDB 10.11 fires AFTER
+    UPDATE for an UPDATE IGNORE whose key change hit a duplicate, though the row did not move:
+    then this holds, and the trigger must send nothing."""
+    return " AND ".join(
+        f"{quote_ident(c)} = OLD.{quote_ident(c)} AND BINARY {quote_ident(c)} = BINARY OLD.{quote_ident(c)}"
+        for c in key_columns)
+
+
 def direct_triggers(
     schema: str,
     table: str,
     key_template: str,
     value_columns: Sequence[str],
+    key_columns: Sequence[str] = (),
     *,
     function: str = DIRECT_FUNCTION,
     doorbell: str = "gearsync_send",
@@ -179,6 +187,8 @@ def direct_triggers(
     (``json_row`` is MariaDB's ``JSON_OBJECT`` of the value columns, nested as JSON by the
     UDF because its alias starts with ``json_``; ``old_k`` is set on an UPDATE that changed
     the key; a DELETE has ``"k"`` = the old key and no row). The limits of direct mode apply.
+    With ``key_columns`` (the key template's columns), an UPDATE that changed the key sends
+    nothing when the old row is still there (see :func:`_old_row_still_there`).
     """
     if doorbell not in DOORBELLS:
         raise ValueError(f"unknown doorbell {doorbell!r}: expected one of {', '.join(DOORBELLS)}")
@@ -195,10 +205,18 @@ def direct_triggers(
                 f"{old} AS `old_k`, {row} AS `json_row`))")
 
     new_row = _row_expr("NEW", value_columns)
+    if key_columns:
+        update = (f"IF CAST({new_key} AS BINARY) <=> CAST({old_key} AS BINARY) THEN\n"
+                  f"    {send('update', new_key, 'NULL', new_row)};\n"
+                  f"  ELSEIF NOT EXISTS (SELECT 1 FROM {target} WHERE {_old_row_still_there(key_columns)}) THEN\n"
+                  f"    {send('update', new_key, old_key, new_row)};\n"
+                  f"  END IF")
+    else:
+        update = send("update", new_key,
+                      f"IF(CAST({new_key} AS BINARY) <=> CAST({old_key} AS BINARY), NULL, {old_key})", new_row)
     bodies = {
         "insert": send("insert", new_key, "NULL", new_row),
-        "update": send("update", new_key,
-                       f"IF(CAST({new_key} AS BINARY) <=> CAST({old_key} AS BINARY), NULL, {old_key})", new_row),
+        "update": update,
         "delete": send("delete", old_key, "NULL", "NULL"),
     }
     out: list[str] = []

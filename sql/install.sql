@@ -50,10 +50,19 @@ DROP TRIGGER IF EXISTS test.test_gearsync_ai;
 CREATE TRIGGER test.test_gearsync_ai AFTER INSERT ON test.test FOR EACH ROW
   DO gearsync_send('syncToRedis', udf_json_object(NEW.id AS id, NEW.name AS name));
 
+-- MariaDB fires AFTER UPDATE even for an UPDATE IGNORE whose key change collided with an
+-- existing row (the row did not move): then the old row is still there, and nothing is sent.
 DROP TRIGGER IF EXISTS test.test_gearsync_au;
+DELIMITER $$
 CREATE TRIGGER test.test_gearsync_au AFTER UPDATE ON test.test FOR EACH ROW
-  DO gearsync_send('syncToRedis',
-       udf_json_object(NEW.id AS id, NEW.name AS name, OLD.id AS old_id));
+BEGIN
+  IF NEW.id <=> OLD.id THEN
+    DO gearsync_send('syncToRedis', udf_json_object(NEW.id AS id, NEW.name AS name));
+  ELSEIF NOT EXISTS (SELECT 1 FROM test.test WHERE id = OLD.id) THEN
+    DO gearsync_send('syncToRedis', udf_json_object(NEW.id AS id, NEW.name AS name, OLD.id AS old_id));
+  END IF;
+END$$
+DELIMITER ;
 
 DROP TRIGGER IF EXISTS test.test_gearsync_ad;
 CREATE TRIGGER test.test_gearsync_ad AFTER DELETE ON test.test FOR EACH ROW

@@ -51,6 +51,17 @@ def test_primary_key_change_moves_the_key(worker: WorkerProcess, mysql: Any, red
     _wait_redis(redis_client, {b"70": b"seven"})
 
 
+def test_update_ignore_that_collides_changes_nothing(worker: WorkerProcess, mysql: Any, redis_client: Any) -> None:
+    """MariaDB fires AFTER UPDATE for an UPDATE IGNORE whose key change hit an existing row,
+    although nothing moved; the trigger must not delete the old key nor overwrite the other."""
+    _exec(mysql, "INSERT INTO test.test VALUES (1, 'one'), (2, 'two')")
+    _wait_redis(redis_client, {b"1": b"one", b"2": b"two"})
+    _exec(mysql, "UPDATE IGNORE test.test SET id = 2 WHERE id = 1")
+    assert sorted(_exec(mysql, "SELECT id, name FROM test.test")) == [(1, "one"), (2, "two")]
+    _exec(mysql, "INSERT INTO test.test VALUES (3, 'marker')")
+    _wait_redis(redis_client, {b"1": b"one", b"2": b"two", b"3": b"marker"})
+
+
 NAMES = {
     "quotes": "it's \"quoted\" `and` back`ticked",
     "backslash": "C:\\path\\to\\file \\n not a newline",

@@ -57,6 +57,8 @@ def _exercise(mysql: Any, redis_client: Any, safe: bool) -> None:
         cur.execute("INSERT INTO gs_w.orders VALUES (7, 1, 'new'), (7, 2, 'new'), (8, 1, NULL)")
         cur.execute("UPDATE gs_w.orders SET status = 'paid' WHERE shop_id = 7 AND id = 1")
         cur.execute("UPDATE gs_w.orders SET id = 3 WHERE shop_id = 7 AND id = 2")  # key change
+        # a key change that collides: MariaDB fires AFTER UPDATE although nothing moved
+        cur.execute("UPDATE IGNORE gs_w.orders SET id = 1 WHERE shop_id = 7 AND id = 3")
         cur.execute("DELETE FROM gs_w.users WHERE id = 2")
         if safe:
             cur.execute("INSERT INTO test.test_safe VALUES (1, 'plain')")
