@@ -6,15 +6,15 @@ from __future__ import annotations
 
 import json
 import statistics
-import socket
 import subprocess
 import time
 from pathlib import Path
-from typing import Any, Iterator, List, Tuple
+from typing import Any, Iterator, Tuple
 
 import pytest
 
-from gearsync.gearman.protocol import Decoder, PacketType, encode
+from gearsync.testing.peers import grab_all
+from gearsync.testing.processes import wait_for
 from gearsync.testing.stack import Gearmand, Stack, free_port
 
 N_BULK = 20_000
@@ -31,30 +31,6 @@ TRIGGERS = {
 # gearsync.testing.stack.Gearmand sizes its job hash table for deep queues: no worker runs
 # here, so 100,000+ jobs pile up, and with gearmand's default 991 buckets its per-submit unique
 # lookup walks a chain of ~queue/991 jobs, so gearmand, not the trigger, would be measured.
-def grab_all(g: Gearmand, function: bytes) -> List[Tuple[bytes, bytes]]:
-    """(unique, workload) of every job queued for `function`, in queue order."""
-    out: List[Tuple[bytes, bytes]] = []
-    dec = Decoder()
-    with socket.create_connection((g.host, g.port), 5) as s:
-        s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        done = b""
-        s.sendall(encode(PacketType.CAN_DO, function))
-        while True:
-            s.sendall(done + encode(PacketType.GRAB_JOB_UNIQ))
-            pkt = None
-            while pkt is None:
-                for p in dec.feed(s.recv(1 << 20)):
-                    if p.type in (PacketType.NO_JOB, PacketType.JOB_ASSIGN_UNIQ):
-                        pkt = p
-            if pkt.type == PacketType.NO_JOB:
-                return out
-            handle, _fn, unique, workload = pkt.args
-            out.append((unique, workload))
-            done = encode(PacketType.WORK_COMPLETE, handle, b"")
-
-
-def queued(g: Gearmand, function: str) -> int:
-    return g.status().get(function, (0, 0, 0))[0]
 
 
 def client(stack: Stack, sql: str) -> float:
@@ -112,7 +88,7 @@ def test_trigger_20000_rows_reach_gearmand(own) -> None:
     piped = time.perf_counter() - t0
     cur.execute("SELECT gearsync_send_flush()")
     assert cur.fetchone()[0] == 0
-    assert queued(g, "fn_x") == N_BULK
+    assert g.queued("fn_x") == N_BULK
     jobs = grab_all(g, b"fn_x")
     assert [json.loads(w) for _, w in jobs] == [{"id": i, "name": f"name {i}"} for i in range(N_BULK)]
     assert len({u for u, _ in jobs}) == N_BULK
@@ -147,7 +123,7 @@ def test_gearmand_down_insert_commits_fast(own, stack: Stack) -> None:
     assert cur.fetchone()[0] == 2000
     print(f"\n2,000-row INSERT with gearmand down: {took * 1e3:.0f} ms")
     assert took < 2.0
-    assert queued(g, "fn_x") == 0
+    assert g.queued("fn_x") == 0
 
 
 def test_write_cost_mariadb_client(own, stack: Stack) -> None:
@@ -172,14 +148,7 @@ def test_write_cost_mariadb_client(own, stack: Stack) -> None:
         print(f"  {table:7s} {b:10,.0f} ({b / base_bulk:.2f}x) | {s:8,.0f} ({s / base_single:.2f}x)")
     # every piped row was queued (the other connection's thread flushed as it exited)
     total = ROUNDS * (N_BULK + N_SINGLE)
-    assert wait_for(lambda: queued(g, "fn_x") == total)
-    assert queued(g, "fn_direct") == total
+    assert wait_for(lambda: g.queued("fn_x") == total)
+    assert g.queued("fn_direct") == total
 
 
-def wait_for(pred, timeout: float = 5.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if pred():
-            return True
-        time.sleep(0.02)
-    return pred()

@@ -25,12 +25,14 @@ import subprocess
 import threading
 import time
 from pathlib import Path
-from typing import Any, Callable, Iterator, List
+from typing import Any, Iterator, List
 
 import pymysql
 import pytest
 
 from gearsync.testing.stack import REPO_ROOT, Gearmand, MariaDB, free_port
+from gearsync.testing.processes import wait_for
+from gearsync.testing.peers import CliWorker
 
 ASAN = os.environ.get("GEARSYNC_SERVER_ASAN") == "1"
 STRESS_ROWS = int(os.environ.get("GEARSYNC_STRESS_ROWS", "1000"))
@@ -49,19 +51,6 @@ END"""
 LENIENT_TRIGGER = """
 CREATE TRIGGER {table}_ai AFTER INSERT ON {table} FOR EACH ROW
   DO gman_do_background('{function}', udf_json_object(NEW.id AS id, NEW.name AS name))"""
-
-
-def wait_for(pred: Callable[[], bool], timeout: float = 10.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if pred():
-            return True
-        time.sleep(0.05)
-    return pred()
-
-
-def queued(g: Gearmand, function: str) -> int:
-    return g.status().get(function, (0, 0, 0))[0]
 
 
 def rss_kb(pid: int) -> int:
@@ -154,20 +143,6 @@ def make_table(conn: Any, table: str, trigger: str, function: str) -> None:
     q(conn, trigger.format(table=table, function=function))
 
 
-class Worker:
-    def __init__(self, g: Gearmand, function: str, *cmd: str) -> None:
-        self.proc = subprocess.Popen(
-            [GEARMAN, "-w", "-h", g.host, "-p", str(g.port), "-f", function, "--", *cmd],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        if not wait_for(lambda: g.status().get(function, (0, 0, 0))[2] >= 1, 10):
-            self.stop()
-            raise RuntimeError(f"gearman -w {function} did not register")
-
-    def stop(self) -> None:
-        self.proc.kill()
-        self.proc.wait()
-
-
 # ------------------------------------------------------------------ registration
 
 EXPECTED = {
@@ -234,8 +209,8 @@ def test_nesting_in_sql(conn: Any) -> None:
 # ------------------------------------------------------------------ gearman through SQL
 
 def test_gman_do_and_sum(conn: Any, gm: Gearmand) -> None:
-    up = Worker(gm, "upper", "tr", "a-z", "A-Z")
-    ln = Worker(gm, "len", "wc", "-c")
+    up = CliWorker(gm, "upper", "tr", "a-z", "A-Z")
+    ln = CliWorker(gm, "len", "wc", "-c")
     try:
         assert one(conn, "SELECT gman_servers_set(%s)", (gm.address,)) == gm.address
         assert one(conn, "SELECT gman_do('upper', 'hello')") == "HELLO"
@@ -249,7 +224,7 @@ def test_gman_do_and_sum(conn: Any, gm: Gearmand) -> None:
         assert one(conn, "SELECT gman_sum('len', w) FROM words WHERE g = 3") is None
         for fn in ("gman_do_background", "gman_do_high_background", "gman_do_low_background"):
             assert one(conn, f"SELECT {fn}('bgq', 'w')").startswith("H:")
-        assert queued(gm, "bgq") == 3
+        assert gm.queued("bgq") == 3
         # foreground timeout: a function without a worker
         assert one(conn, "SELECT gearsync_do_timeout_set(300)") == 300
         t = time.monotonic()
@@ -266,8 +241,8 @@ def test_servers_set_per_function_in_sql(conn: Any, gm: Gearmand, gm2: Gearmand)
     assert one(conn, "SELECT gman_servers_set(%s, 'fnsplit')", (gm2.address,)) == gm2.address
     one(conn, "SELECT gman_do_background('fnsplit', 'x')")
     one(conn, "SELECT gman_do_background('fnother', 'x')")
-    assert queued(gm2, "fnsplit") == 1 and queued(gm, "fnother") == 1
-    assert queued(gm, "fnsplit") == 0
+    assert gm2.queued("fnsplit") == 1 and gm.queued("fnother") == 1
+    assert gm.queued("fnsplit") == 0
 
 
 # ------------------------------------------------------------------ strict mode
@@ -277,7 +252,7 @@ def test_strict_trigger_fails_the_write_when_not_queued(conn: Any, gm: Gearmand)
     make_table(conn, "lenient_t", LENIENT_TRIGGER, "lenientfn")
     one(conn, "SELECT gman_servers_set(%s)", (gm.address,))
     q(conn, "INSERT INTO strict_t VALUES (1, 'a')")
-    assert queued(gm, "strictfn") == 1
+    assert gm.queued("strictfn") == 1
     dead = f"127.0.0.1:{free_port()}"
     one(conn, "SELECT gman_servers_set(%s)", (dead,))
     with pytest.raises(pymysql.err.OperationalError) as e:
@@ -295,7 +270,7 @@ def test_strict_trigger_fails_the_write_when_not_queued(conn: Any, gm: Gearmand)
     assert [r[0] for r in q(conn, "SELECT id FROM lenient_t")] == [1]
     one(conn, "SELECT gman_servers_set(%s)", (gm.address,))
     assert wait_for(lambda: _try_insert(conn, "strict_t", 4))
-    assert queued(gm, "strictfn") == 2
+    assert gm.queued("strictfn") == 2
 
 
 def _try_insert(conn: Any, table: str, id_: int) -> bool:
@@ -313,14 +288,14 @@ def test_failover_writes_keep_flowing(conn: Any, gm: Gearmand, gm2: Gearmand) ->
     one(conn, "SELECT gman_servers_set(%s)", (f"{gm.address},{gm2.address}",))
     for i in range(50):
         q(conn, "INSERT INTO fo_t VALUES (%s, 'a')", (i,))
-    assert queued(gm, "fofn") == 50 and queued(gm2, "fofn") == 0
+    assert gm.queued("fofn") == 50 and gm2.queued("fofn") == 0
     gm.stop()
     for i in range(50, 250):  # strict trigger: any lost job would fail the INSERT
         q(conn, "INSERT INTO fo_t VALUES (%s, 'b')", (i,))
-    assert queued(gm2, "fofn") == 200
+    assert gm2.queued("fofn") == 200
     gm.start()  # the primary comes back: new jobs return to it (after the breaker probe)
     assert wait_for(lambda: _try_insert(conn, "fo_t", 10_000 + int(time.monotonic() * 1000))
-                    and queued(gm, "fofn") >= 1, 10)
+                    and gm.queued("fofn") >= 1, 10)
 
 
 def test_breaker_hung_gearmand_costs_microseconds(conn: Any, gm: Gearmand) -> None:
@@ -365,7 +340,7 @@ def test_server_list_survives_restart(db: MariaDB, plugin_dir: Path, gm: Gearman
         c = db.connect(database="udft")
         # no gman_servers_set after the restart: the config file's list is used
         q(c, "INSERT INTO rs_t VALUES (1, 'after restart')")
-        assert queued(gm, "rsfn") == 1
+        assert gm.queued("rsfn") == 1
         assert one(c, "SELECT gearsync_timeout_set(NULL)") is None
         c.close()
     finally:
@@ -455,8 +430,8 @@ def test_concurrency_no_crash_no_deadlock_flat_rss(db: MariaDB, gm: Gearmand, gm
         rss.append(rss_kb(pid))
     elapsed = time.monotonic() - t0
     rows = conns * STRESS_ROWS * STRESS_ROUNDS
-    jobs = queued(gm, "ccfn") + queued(gm2, "ccfn")
-    deletes = queued(gm, "ccdel") + queued(gm2, "ccdel")
+    jobs = gm.queued("ccfn") + gm2.queued("ccfn")
+    deletes = gm.queued("ccdel") + gm2.queued("ccdel")
     print(f"concurrency: {conns} connections x {STRESS_ROWS} rows x {STRESS_ROUNDS} rounds = "
           f"{rows} trigger inserts + {rows} trigger deletes in {elapsed:.1f} s; "
           f"mariadbd VmRSS before {rss0} kB, after each round (kB): {rss}")

@@ -150,10 +150,18 @@ class Daemon:
         return self.start()
 
     def pause(self) -> None:
-        """SIGSTOP: the port stays open but nothing answers (a hung server)."""
+        """SIGSTOP: the port stays open but nothing answers (a hung server). Returns once the
+        kernel shows the process stopped (kill() is asynchronous)."""
         if self.running:
             assert self.proc is not None
             os.kill(self.proc.pid, signal.SIGSTOP)
+            deadline = time.monotonic() + 5
+            while time.monotonic() < deadline:
+                with open(f"/proc/{self.proc.pid}/stat") as f:
+                    if f.read().rsplit(")", 1)[1].split()[0] == "T":
+                        return
+                time.sleep(0.005)
+            raise StackError(f"{self.name} did not stop after SIGSTOP")
 
     def resume(self) -> None:
         if self.running:
@@ -224,6 +232,14 @@ class Gearmand(Daemon):
                     break
         lines = buf.decode(errors="replace").splitlines()
         return [line for line in lines if line != "."]
+
+    def connections(self) -> int:
+        """Client connections gearmand has (its admin `workers` lists each), minus the asker."""
+        return len(self.admin("workers")) - 1
+
+    def queued(self, function: str) -> int:
+        """Jobs of ``function`` queued or running."""
+        return self.status().get(function, (0, 0, 0))[0]
 
     def status(self) -> dict[str, tuple[int, int, int]]:
         """function -> (queued total, running, available workers)."""

@@ -8,13 +8,12 @@ import sys
 import textwrap
 import threading
 import time
-from typing import Callable
-
 import pytest
 
 import harness
 from conftest import Gearmand, free_port
 from harness import INT_RESULT, STRING_RESULT, Arg, Udf, call_once, init_error
+from gearsync.testing.processes import wait_for
 
 
 def set_servers(servers: str) -> bytes:
@@ -24,15 +23,6 @@ def set_servers(servers: str) -> bytes:
 def submit(function: str = "f", workload: bytes = b"w", *unique) -> bytes | None:
     """One trigger row: init, call, deinit (non-constant args, like NEW.x)."""
     return call_once("gman_do_background", function.encode(), workload, *unique)
-
-
-def wait_for(pred: Callable[[], bool], timeout: float = 3.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if pred():
-            return True
-        time.sleep(0.02)
-    return pred()
 
 
 @pytest.fixture(autouse=True)
@@ -193,22 +183,15 @@ def test_gearmand_restart_reconnects(gearmand_factory, tmp_path) -> None:
     assert submit("r") is not None
     g.stop()
     assert submit("r") is None  # down: NULL, the statement goes on
-    g2 = Gearmand.__new__(Gearmand)
-    # same port again (the old client must notice and reconnect)
-    port = g.port
-    g2.port = port
-    g2.proc = subprocess.Popen(
-        [shutil.which("gearmand") or "/usr/sbin/gearmand", "--listen=127.0.0.1",
-         f"--port={port}", "--log-file=none", f"--pid-file={tmp_path / 'g2.pid'}",
-         "--threads=1"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    g.start()  # same port again (the old client must notice and reconnect)
     try:
-        assert wait_for(lambda: _can_connect(port), 10)
+        assert wait_for(lambda: _can_connect(g.port), 10)
         # the breaker opened when the submit failed: it lets a probe through
         # after at most breaker_max_ms (2 s)
         assert wait_for(lambda: submit("r") is not None, 5)
-        assert g2.queued("r") == 1
+        assert g.queued("r") == 1
     finally:
-        g2.stop()
+        g.stop()
 
 
 def test_stale_connection_retried_once(gearmand_factory, tmp_path) -> None:
@@ -216,20 +199,14 @@ def test_stale_connection_retried_once(gearmand_factory, tmp_path) -> None:
     g = gearmand_factory()
     set_servers(g.address)
     assert submit("s") is not None
-    port = g.port
     g.stop()
-    g2 = Gearmand.__new__(Gearmand)
-    g2.port = port
-    g2.proc = subprocess.Popen(
-        [shutil.which("gearmand") or "/usr/sbin/gearmand", "--listen=127.0.0.1",
-         f"--port={port}", "--log-file=none", f"--pid-file={tmp_path / 'g3.pid'}",
-         "--threads=1"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    g.start()  # same port again: the client's connection is stale
     try:
-        assert wait_for(lambda: _can_connect(port), 10)
+        assert wait_for(lambda: _can_connect(g.port), 10)
         assert submit("s") is not None
-        assert g2.queued("s") == 1
+        assert g.queued("s") == 1
     finally:
-        g2.stop()
+        g.stop()
 
 
 def _can_connect(port: int) -> bool:

@@ -16,6 +16,8 @@ import pytest
 import harness
 from conftest import Gearmand, free_port
 from harness import Arg, Udf, call_once, init_error
+from gearsync.testing.processes import wait_for
+from gearsync.testing.peers import CliWorker
 
 GEARMAN = shutil.which("gearman") or "/usr/bin/gearman"
 
@@ -27,34 +29,9 @@ def set_servers(servers: str, function: str | None = None) -> bytes | None:
     return call_once("gman_servers_set", *args)
 
 
-def wait_for(pred, timeout: float = 5.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if pred():
-            return True
-        time.sleep(0.02)
-    return pred()
-
-
-class Worker:
-    """`gearman -w` running a shell command per job (workload on stdin, result on stdout)."""
-
-    def __init__(self, g: Gearmand, function: str, *cmd: str) -> None:
-        self.proc = subprocess.Popen(
-            [GEARMAN, "-w", "-h", "127.0.0.1", "-p", str(g.port), "-f", function, "--", *cmd],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        if not wait_for(lambda: g.status().get(function, (0, 0, 0))[2] >= 1, 10):
-            self.stop()
-            raise RuntimeError(f"gearman -w {function} did not register")
-
-    def stop(self) -> None:
-        self.proc.kill()
-        self.proc.wait()
-
-
 @pytest.fixture
-def workers() -> Iterator[List[Worker]]:
-    started: List[Worker] = []
+def workers() -> Iterator[List[CliWorker]]:
+    started: List[CliWorker] = []
     yield started
     for w in started:
         w.stop()
@@ -77,7 +54,7 @@ BACKGROUND = ["gman_do_background", "gman_do_high_background", "gman_do_low_back
 
 @pytest.mark.parametrize("name", FOREGROUND)
 def test_do_returns_worker_result(name: str, gearmand: Gearmand, workers) -> None:
-    workers.append(Worker(gearmand, "upper", "tr", "a-z", "A-Z"))
+    workers.append(CliWorker(gearmand, "upper", "tr", "a-z", "A-Z"))
     set_servers(gearmand.address)
     assert call_once(name, b"upper", b"hello") == b"HELLO"
     assert call_once(name, b"upper", b"with unique", b"u-1") == b"WITH UNIQUE"
@@ -86,7 +63,7 @@ def test_do_returns_worker_result(name: str, gearmand: Gearmand, workers) -> Non
 
 
 def test_do_many_rows_one_statement(gearmand: Gearmand, workers) -> None:
-    workers.append(Worker(gearmand, "upper", "tr", "a-z", "A-Z"))
+    workers.append(CliWorker(gearmand, "upper", "tr", "a-z", "A-Z"))
     set_servers(gearmand.address)
     with Udf("gman_do", [Arg(b"upper"), Arg(b"")]) as f:
         for i in range(20):
@@ -107,7 +84,7 @@ def test_do_without_worker_times_out(name: str, gearmand: Gearmand) -> None:
 
 
 def test_do_worker_failure_is_null(gearmand: Gearmand, workers) -> None:
-    workers.append(Worker(gearmand, "fail", "false"))
+    workers.append(CliWorker(gearmand, "fail", "false"))
     set_servers(gearmand.address)
     # `gearman -w` reports a failing command as WORK_FAIL (or an empty result)
     assert call_once("gman_do", b"fail", b"w") in (None, b"")
@@ -147,7 +124,7 @@ def test_background_priorities(gearmand: Gearmand) -> None:
 # ------------------------------------------------------------------ gman_sum
 
 def test_sum(gearmand: Gearmand, workers) -> None:
-    workers.append(Worker(gearmand, "len", "wc", "-c"))
+    workers.append(CliWorker(gearmand, "len", "wc", "-c"))
     set_servers(gearmand.address)
     with Udf("gman_sum", [Arg(b"len"), Arg(b"")]) as f:
         assert f.group([[b"len", b"abc"], [b"len", b"hello"], [b"len", None]]) == 8
@@ -156,7 +133,7 @@ def test_sum(gearmand: Gearmand, workers) -> None:
 
 
 def test_sum_failure_is_null_and_stops_submitting(gearmand: Gearmand, workers) -> None:
-    workers.append(Worker(gearmand, "echo", "cat"))
+    workers.append(CliWorker(gearmand, "echo", "cat"))
     set_servers(gearmand.address)
     call_once("gearsync_do_timeout_set", 300)
     with Udf("gman_sum", [Arg(b"echo"), Arg(b"")]) as f:

@@ -9,11 +9,12 @@ import socket
 import threading
 import time
 from pathlib import Path
-from typing import Iterator, List, Optional, Tuple
+from typing import Iterator, List, Optional
 
 import pytest
 
-from gearsync.gearman.protocol import Decoder, PacketType, encode
+from gearsync.testing.peers import grab_all
+from gearsync.testing.processes import wait_for
 from gearsync.testing.stack import Gearmand, free_port
 from harness import Arg, Udf, call_once, init_error
 
@@ -35,49 +36,6 @@ def send(function: bytes = b"f", workload: Optional[bytes] = b"w", *unique) -> O
 
 def flush() -> int:
     return call_once("gearsync_send_flush")
-
-
-def queued(g: Gearmand, function: str) -> int:
-    return g.status().get(function, (0, 0, 0))[0]
-
-
-def connections(g: Gearmand) -> int:
-    """Client connections gearmand has, minus the admin connection asking."""
-    return len(g.admin("workers")) - 1
-
-
-def wait_for(pred, timeout: float = 3.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if pred():
-            return True
-        time.sleep(0.01)
-    return pred()
-
-
-def grab_all(g: Gearmand, function: bytes, limit: int = 100_000) -> List[Tuple[bytes, bytes]]:
-    """A minimal blocking worker: (unique, workload) of every queued job, in queue order."""
-    out: List[Tuple[bytes, bytes]] = []
-    dec = Decoder()
-    with socket.create_connection((g.host, g.port), 5) as s:
-        s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        done = b""
-        s.sendall(encode(PacketType.CAN_DO, function))
-        while len(out) < limit:
-            # WORK_COMPLETE of the last job and the next grab in one write (no Nagle stall)
-            s.sendall(done + encode(PacketType.GRAB_JOB_UNIQ))
-            pkt = None
-            while pkt is None:
-                packets = dec.feed(s.recv(1 << 20))
-                for p in packets:
-                    if p.type in (PacketType.NO_JOB, PacketType.JOB_ASSIGN_UNIQ):
-                        pkt = p
-            if pkt.type == PacketType.NO_JOB:
-                break
-            handle, _fn, unique, workload = pkt.args
-            out.append((unique, workload))
-            done = encode(PacketType.WORK_COMPLETE, handle, b"")
-    return out
 
 
 @pytest.fixture
@@ -135,8 +93,8 @@ def test_10000_sends_one_connection(gm: Gearmand) -> None:
     assert None not in results
     assert len(set(results)) == 10_000  # generated uniques are distinct
     assert flush() == 0
-    assert queued(gm, "many") == 10_000
-    assert connections(gm) == 1
+    assert gm.queued("many") == 10_000
+    assert gm.connections() == 1
     jobs = grab_all(gm, b"many")
     assert [w for _, w in jobs] == [b"payload %d" % i for i in range(10_000)]
     assert [u for u, _ in jobs] == results
@@ -188,7 +146,7 @@ def test_caller_unique(gm: Gearmand) -> None:
     g2 = send(b"u", b"f", b"")
     assert UNIQUE_RE.match(g1) and UNIQUE_RE.match(g2) and g1 != g2
     assert flush() == 0
-    assert queued(gm, "u") == 4
+    assert gm.queued("u") == 4
 
 
 def test_bad_function_is_null(gm: Gearmand) -> None:
@@ -264,7 +222,7 @@ def test_paused_gearmand_no_hang_then_recovers(gm: Gearmand) -> None:
         assert send(b"p", b"after") is not None
     assert flush() == 0
     # the ones sent while paused may or may not be queued ("possibly lost"); 100 after are
-    assert wait_for(lambda: queued(gm, "p") >= 101)
+    assert wait_for(lambda: gm.queued("p") >= 101)
     assert [w for _, w in grab_all(gm, b"p")].count(b"after") == 100
 
 
@@ -277,8 +235,8 @@ def test_gearmand_restart_recovers(gm: Gearmand) -> None:
     for _ in range(99):
         assert send(b"r", b"y") is not None
     assert flush() == 0
-    assert queued(gm, "r") == 100
-    assert connections(gm) == 1
+    assert gm.queued("r") == 100
+    assert gm.connections() == 1
 
 
 def test_server_list_change_moves_connection(tmp_path: Path) -> None:
@@ -290,14 +248,14 @@ def test_server_list_change_moves_connection(tmp_path: Path) -> None:
         for _ in range(20):
             assert send(b"mv", b"2") is not None
         assert flush() == 0
-        assert queued(a, "mv") == 10 and queued(b, "mv") == 20
-        assert wait_for(lambda: connections(a) == 0)
-        assert connections(b) == 1
+        assert a.queued("mv") == 10 and b.queued("mv") == 20
+        assert wait_for(lambda: a.connections() == 0)
+        assert b.connections() == 1
         # first reachable server of a list
         set_servers(f"127.0.0.1:{free_port()},{a.address}")
         assert send(b"mv", b"3") is not None
         assert flush() == 0
-        assert queued(a, "mv") == 11
+        assert a.queued("mv") == 11
 
 
 def test_connection_per_thread_closed_at_thread_exit(gm: Gearmand) -> None:
@@ -320,8 +278,8 @@ def test_connection_per_thread_closed_at_thread_exit(gm: Gearmand) -> None:
     results = [r for res in out for r in res]
     assert None not in results and len(set(results)) == 2000
     # thread exit: each thread's key destructor waited for its acks and closed the socket
-    assert wait_for(lambda: connections(gm) == 0)
-    assert queued(gm, "th") == 2000
+    assert wait_for(lambda: gm.connections() == 0)
+    assert gm.queued("th") == 2000
 
 
 # ------------------------------------------------------------------ cost
@@ -344,7 +302,7 @@ def test_per_call_cost(gm: Gearmand) -> None:
         floor = (time.perf_counter() - t0) / n * 1e6
     print(f"\nper call via cffi harness ({n:,} calls): gearsync_send {times['gearsync_send']:.1f} us, "
           f"gman_do_background {times['gman_do_background']:.1f} us, harness floor {floor:.1f} us")
-    assert queued(gm, "cost") == 2 * n + 2
+    assert gm.queued("cost") == 2 * n + 2
     assert times["gearsync_send"] < times["gman_do_background"]
 
 
@@ -394,5 +352,5 @@ def test_unload_with_live_thread_then_thread_exit(gm: Gearmand, tmp_path: Path) 
     assert res.returncode == 0, res.stderr
     assert "unloaded True" in res.stdout and "sent 100" in res.stdout
     # the library destructor waited for the acks and closed the connection
-    assert queued(gm, "dl") == 100
-    assert wait_for(lambda: connections(gm) == 0)
+    assert gm.queued("dl") == 100
+    assert wait_for(lambda: gm.connections() == 0)
