@@ -23,14 +23,19 @@ install-udf: udf
 	install -d "$$dir" && install -m 0644 $(BUILD)/gearsync_udf.so "$$dir/gearsync_udf.so" && \
 	echo "installed $(BUILD)/gearsync_udf.so -> $$dir/gearsync_udf.so; now: mysql -uroot < sql/install.sql"
 
-demo: setup udf
+# demo/test/bench build the library in a sub-make that runs after setup: on a fresh machine
+# mysql_config exists only once setup has installed it.
+demo: setup
+	@$(MAKE) --no-print-directory udf
 	$(VENV)/bin/python -m gearsync.testing.demo
 
-test: setup udf
+test: setup
+	@$(MAKE) --no-print-directory udf
 	$(VENV)/bin/python -m pytest $(PYTEST_ARGS)
 
 # Benchmarks on their own throwaway stack: `make bench`, `make bench QUICK=1`, `make bench BENCH=drain`.
-bench: setup udf
+bench: setup
+	@$(MAKE) --no-print-directory udf
 	QUICK=$(QUICK) $(VENV)/bin/python bench/run.py $(BENCH)
 
 clean:

@@ -23,9 +23,13 @@ UDF_OBJDIR := $(BUILD)/udf
 UDF_OBJS := $(patsubst udf/%.c,$(UDF_OBJDIR)/%.o,$(UDF_SRCS))
 UDF_SO := $(BUILD)/gearsync_udf.so
 
-UDF_PKGINCLUDEDIR := $(shell $(MYSQL_CONFIG) --variable=pkgincludedir)
-UDF_CPPFLAGS := -I$(UDF_PKGINCLUDEDIR)/server $(shell $(MYSQL_CONFIG) --include) \
-	-DGEARSYNC_VERSION=\"$(VERSION)\" -D_GNU_SOURCE
+# mysql_config is asked only when a compile runs, once per make (the eval memoises it): on a
+# fresh machine it is installed by `make setup`, after this file was parsed.
+UDF_MYSQL_INCLUDES = $(eval UDF_MYSQL_INCLUDES := $(call udf_mysql_includes))$(UDF_MYSQL_INCLUDES)
+udf_mysql_includes = $(if $(shell command -v $(MYSQL_CONFIG) 2>/dev/null),\
+	-I$(shell $(MYSQL_CONFIG) --variable=pkgincludedir)/server $(shell $(MYSQL_CONFIG) --include),\
+	$(error $(MYSQL_CONFIG) not found: run `make setup` (Debian: libmariadb-dev libmariadbd-dev), or pass MYSQL_CONFIG=/path/to/mysql_config))
+UDF_CPPFLAGS = $(UDF_MYSQL_INCLUDES) -DGEARSYNC_VERSION=\"$(VERSION)\" -D_GNU_SOURCE
 UDF_CFLAGS := -std=gnu11 -O2 -g -fPIC -fvisibility=hidden -Wall -Wextra \
 	$(if $(filter 1,$(WERROR)),-Werror) $(UDF_EXTRA_CFLAGS)
 UDF_LDFLAGS := -shared -Wl,-z,defs -Wl,--as-needed $(UDF_EXTRA_LDFLAGS)
