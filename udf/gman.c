@@ -47,6 +47,10 @@
  * unique must be shorter than 64 bytes without NULs, or the result is NULL.
  */
 #include "gearsync_udf.h"
+#include "gs_args.h"
+#include "gs_client.h"
+#include "gs_config.h"
+#include "gs_servers.h"
 
 #include <errno.h>
 #include <libgearman-1.0/gearman.h>
@@ -80,20 +84,6 @@ GS_EXPORT void gman_sum_add(UDF_INIT *initid, UDF_ARGS *args, char *is_null,
 GS_EXPORT long long gman_sum(UDF_INIT *initid, UDF_ARGS *args, char *is_null,
                              char *error);
 
-/* Copy a non-empty string argument without NULs into out (NUL-terminated). */
-static int gs_arg_cstr(const UDF_ARGS *args, unsigned i, char *out,
-                       size_t outsz)
-{
-    size_t n = args->lengths[i];
-
-    if (args->args[i] == NULL || n == 0 || n >= outsz ||
-        memchr(args->args[i], '\0', n) != NULL)
-        return -1;
-    memcpy(out, args->args[i], n);
-    out[n] = '\0';
-    return 0;
-}
-
 /* ------------------------------------------------------ gman_servers_set */
 
 my_bool gman_servers_set_init(UDF_INIT *initid, UDF_ARGS *args, char *message)
@@ -114,6 +104,7 @@ my_bool gman_servers_set_init(UDF_INIT *initid, UDF_ARGS *args, char *message)
             return 1;
         }
     } /* else not constant: checked per row */
+    gs_config_load(); /* the file first: a run-time list wins over it */
     args->arg_type[0] = STRING_RESULT;
     if (args->arg_count > 1)
         args->arg_type[1] = STRING_RESULT;
@@ -172,6 +163,7 @@ static my_bool gs_do_init(const char *name, int foreground, UDF_INIT *initid,
                  "%s: expects (function, workload[, unique])", name);
         return 1;
     }
+    gs_config_load();
     for (i = 0; i < args->arg_count; i++)
         args->arg_type[i] = STRING_RESULT;
     initid->ptr = NULL; /* gman_do*: the last result, freed next row/deinit */
@@ -287,6 +279,7 @@ my_bool gman_sum_init(UDF_INIT *initid, UDF_ARGS *args, char *message)
                  "gman_sum: expects (function, workload)");
         return 1;
     }
+    gs_config_load();
     args->arg_type[0] = STRING_RESULT;
     args->arg_type[1] = STRING_RESULT;
     initid->ptr = calloc(1, sizeof(gs_sum));

@@ -12,12 +12,13 @@
  * A success closes the breaker.  GS_BREAKER_SLOTS (64) servers are tracked;
  * a new one takes a closed slot, else the least recently used one.
  */
-#include "gearsync_udf.h"
+#include "gs_breaker.h"
+#include "gs_clock.h"
+#include "gs_timeouts.h"
 
 #include <pthread.h>
 #include <stdio.h>
 #include <string.h>
-#include <time.h>
 
 static int gs_breaker_min = GS_BREAKER_MIN_MS;      /* atomic */
 static int gs_breaker_max = GS_BREAKER_MAX_MS;      /* atomic */
@@ -34,7 +35,6 @@ void gs_breaker_set(int min_ms, int max_ms)
     __atomic_store_n(&gs_breaker_max, max_ms, __ATOMIC_RELAXED);
 }
 
-
 typedef struct {
     char addr[GS_ADDR_LEN];
     unsigned failures;      /* consecutive; 0 = closed */
@@ -45,13 +45,6 @@ typedef struct {
 
 static pthread_mutex_t gs_breaker_lock = PTHREAD_MUTEX_INITIALIZER;
 static gs_breaker gs_breakers[GS_BREAKER_SLOTS]; /* locked */
-
-uint64_t gs_now_ns(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000000000ULL + (uint64_t)ts.tv_nsec;
-}
 
 static gs_breaker *gs_breaker_find(const char *addr)
 {
@@ -73,9 +66,8 @@ int gs_breaker_allow(const char *addr, uint64_t now)
     if (br != NULL && br->failures > 0) {
         /* a probe still out after the longest timeout plus a second is
            taken as lost: another caller may probe */
-        int a = gs_timeout_get();
-        int b = gs_do_timeout_get();
-        uint64_t stale = ((uint64_t)(a > b ? a : b) + 1000ULL) * 1000000ULL;
+        uint64_t stale =
+            ((uint64_t)gs_timeout_longest() + 1000ULL) * 1000000ULL;
         if (now < br->open_until)
             ok = 0;
         else if (br->probe_since != 0 && now - br->probe_since < stale)

@@ -1,11 +1,11 @@
 /*
- * gs_client.c -- timeouts, failover, and one libgearman client per (server
- * thread, job server) (no SQL symbols).  Server lists: gs_servers.c;
- * circuit breakers: gs_breaker.c.
+ * gs_client.c -- failover and one libgearman client per (server thread, job
+ * server) for the gman_* functions (no SQL symbols).  Server lists:
+ * gs_servers.c; circuit breakers: gs_breaker.c; timeouts: gs_timeouts.c.
  *
  * A thread caches the parsed server list of the function it last used
- * (gs_route) and re-reads it only when the lists' generation changed; a
- * change also drops the thread's connections.
+ * (gs_route, in its GS_SLOT_CLIENT slot) and re-reads it only when the
+ * lists' generation changed; a change also drops the thread's connections.
  *
  * Failover: a job goes to the first server of its list whose breaker is not
  * open; when that submit fails the next one is tried, and so on.  The order
@@ -33,50 +33,18 @@
  * the job is retried once on a fresh connection to the same server before it
  * counts as a failure.
  */
-#include "gearsync_udf.h"
+#include "gs_client.h"
+#include "gs_breaker.h"
+#include "gs_buf.h"
+#include "gs_clock.h"
+#include "gs_servers.h"
+#include "gs_thread.h"
+#include "gs_timeouts.h"
 
 #include <libgearman-1.0/gearman.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-
-static int gs_timeout_ms = GS_TIMEOUT_DEFAULT_MS;   /* atomic */
-static int gs_do_timeout_ms = GS_DO_TIMEOUT_DEFAULT_MS; /* atomic */
-
-int gs_timeout_get(void)
-{
-    gs_config_load();
-    return __atomic_load_n(&gs_timeout_ms, __ATOMIC_RELAXED);
-}
-
-void gs_timeout_store(int ms)
-{
-    __atomic_store_n(&gs_timeout_ms, ms, __ATOMIC_RELAXED);
-}
-
-void gs_timeout_set(int ms)
-{
-    gs_config_load();
-    gs_timeout_store(ms);
-}
-
-int gs_do_timeout_get(void)
-{
-    gs_config_load();
-    return __atomic_load_n(&gs_do_timeout_ms, __ATOMIC_RELAXED);
-}
-
-void gs_do_timeout_store(int ms)
-{
-    __atomic_store_n(&gs_do_timeout_ms, ms, __ATOMIC_RELAXED);
-}
-
-void gs_do_timeout_set(int ms)
-{
-    gs_config_load();
-    gs_do_timeout_store(ms);
-}
-
 
 /* ---------------------------------------------------- per-thread clients */
 
@@ -87,13 +55,12 @@ typedef struct gs_conn {
     int used;               /* a job went through this connection */
 } gs_conn;
 
-typedef struct gs_route {
-    uint64_t gen;
-    char function[GS_FUNCTION_MAX_LEN];
-    unsigned count;
-    gs_server servers[GS_MAX_SERVERS];
-    char addrs[GS_MAX_SERVERS][GS_ADDR_LEN];
-} gs_route;
+typedef struct gs_clients {
+    gs_conn conns[GS_MAX_SERVERS]; /* one client per job server */
+    unsigned nconns;
+    uint64_t conns_gen;            /* server-list generation they belong to */
+    gs_route route;                /* parsed list of the last function */
+} gs_clients;
 
 static void gs_conn_close(gs_conn *c)
 {
@@ -104,92 +71,51 @@ static void gs_conn_close(gs_conn *c)
     c->used = 0;
 }
 
-void gs_client_free(gs_thread *t)
+static void gs_clients_free(void *p, int wait_ms)
+{
+    gs_clients *cs = p;
+    unsigned i;
+
+    (void)wait_ms;
+    for (i = 0; i < cs->nconns; i++)
+        gs_conn_close(&cs->conns[i]);
+    free(cs);
+}
+
+
+/* The parsed server list for function; a list change drops every
+   connection. */
+static gs_route *gs_clients_route(gs_clients *cs, const char *function)
 {
     unsigned i;
 
-    for (i = 0; i < t->nconns; i++)
-        gs_conn_close(&t->conns[i]);
-    free(t->conns);
-    t->conns = NULL;
-    t->nconns = 0;
-    free(t->route);
-    t->route = NULL;
-}
-
-typedef struct {
-    gs_route *r;
-} gs_route_ctx;
-
-static int gs_route_add(const gs_server *sv, void *p)
-{
-    gs_route *r = ((gs_route_ctx *)p)->r;
-    if (r->count >= GS_MAX_SERVERS)
-        return -1;
-    r->servers[r->count] = *sv;
-    snprintf(r->addrs[r->count], GS_ADDR_LEN, "%s%s%s:%u", sv->v6 ? "[" : "",
-             sv->host, sv->v6 ? "]" : "", sv->port);
-    r->count++;
-    return 0;
-}
-
-/* The parsed server list for function, cached per thread. */
-static gs_route *gs_route_get(gs_thread *t, const char *function)
-{
-    uint64_t gen = gs_servers_generation();
-    gs_route *r = t->route;
-    char list[GS_SERVERS_MAX_LEN];
-    const char *why = NULL;
-    gs_route_ctx ctx;
-    unsigned i;
-
-    if (r != NULL && r->gen == gen && strcmp(r->function, function) == 0)
-        return r;
-    if (t->conns_gen != gen) { /* list changed: drop every connection */
-        for (i = 0; i < t->nconns; i++)
-            gs_conn_close(&t->conns[i]);
-        t->nconns = 0;
-        t->conns_gen = gen;
-    }
-    if (r == NULL) {
-        r = malloc(sizeof *r);
-        if (r == NULL)
-            return NULL;
-        t->route = r;
-    }
-    gen = gs_servers_lookup(function, list, sizeof list);
-    r->gen = 0; /* invalid until parsed */
-    r->count = 0;
-    snprintf(r->function, sizeof r->function, "%s", function);
-    ctx.r = r;
-    if (gs_parse_list(list, strnlen(list, sizeof list), &why, gs_route_add,
-                      &ctx))
+    if (gs_route_refresh(&cs->route, function) < 0)
         return NULL;
-    r->gen = gen;
-    return r;
+    if (cs->conns_gen != cs->route.gen) {
+        for (i = 0; i < cs->nconns; i++)
+            gs_conn_close(&cs->conns[i]);
+        cs->nconns = 0;
+        cs->conns_gen = cs->route.gen;
+    }
+    return &cs->route;
 }
 
 /* The thread's connection slot for server k of the route (created empty). */
-static gs_conn *gs_conn_get(gs_thread *t, const gs_route *r, unsigned k)
+static gs_conn *gs_conn_get(gs_clients *cs, const gs_route *r, unsigned k)
 {
     unsigned i;
     gs_conn *c;
 
-    for (i = 0; i < t->nconns; i++)
-        if (strcmp(t->conns[i].addr, r->addrs[k]) == 0)
-            return &t->conns[i];
-    if (t->conns == NULL) {
-        t->conns = calloc(GS_MAX_SERVERS, sizeof *t->conns);
-        if (t->conns == NULL)
-            return NULL;
+    for (i = 0; i < cs->nconns; i++)
+        if (strcmp(cs->conns[i].addr, r->addrs[k]) == 0)
+            return &cs->conns[i];
+    if (cs->nconns == GS_MAX_SERVERS) { /* full: recycle the last slot */
+        gs_conn_close(&cs->conns[GS_MAX_SERVERS - 1]);
+        cs->nconns--;
     }
-    if (t->nconns == GS_MAX_SERVERS) { /* full: recycle the last slot */
-        gs_conn_close(&t->conns[GS_MAX_SERVERS - 1]);
-        t->nconns--;
-    }
-    c = &t->conns[t->nconns++];
+    c = &cs->conns[cs->nconns++];
     memset(c, 0, sizeof *c);
-    snprintf(c->addr, sizeof c->addr, "%s", r->addrs[k]);
+    memcpy(c->addr, r->addrs[k], sizeof c->addr);
     return c;
 }
 
@@ -347,17 +273,19 @@ static int gs_job_try(gs_job *j, gs_conn *c, const gs_server *sv, int timeout)
 
 static int gs_job_run(gs_job *j)
 {
-    gs_thread *t = gs_thread_get();
+    gs_thread *t = NULL;
+    gs_clients *cs = gs_thread_state(&t, GS_SLOT_CLIENT, sizeof *cs,
+                                     gs_clients_free, NULL);
     char uniq[GS_UNIQUE_LEN];
     gs_route *r;
     uint64_t now;
     unsigned k;
     int timeout;
 
-    if (t == NULL)
+    if (cs == NULL)
         return -1;
-    timeout = j->foreground ? gs_do_timeout_get() : gs_timeout_get();
-    r = gs_route_get(t, j->function);
+    timeout = gs_timeout_get(j->foreground ? GS_TIMEOUT_FG : GS_TIMEOUT_BG);
+    r = gs_clients_route(cs, j->function);
     if (r == NULL)
         return -1;
     if (j->unique == NULL || j->unique[0] == '\0') {
@@ -371,7 +299,7 @@ static int gs_job_run(gs_job *j)
 
         if (!gs_breaker_allow(r->addrs[k], now))
             continue;
-        c = gs_conn_get(t, r, k);
+        c = gs_conn_get(cs, r, k);
         if (c == NULL) { /* out of memory: not the server's fault */
             gs_breaker_report(r->addrs[k], 1);
             return -1;
@@ -391,9 +319,9 @@ static int gs_job_run(gs_job *j)
     return -1;
 }
 
-int gs_submit_background(const char *function, const char *unique,
-                         const void *workload, size_t workload_len, int prio,
-                         char *handle)
+static gs_job gs_job_make(const char *function, const char *unique,
+                          const void *workload, size_t workload_len, int prio,
+                          int foreground)
 {
     gs_job j;
 
@@ -403,6 +331,16 @@ int gs_submit_background(const char *function, const char *unique,
     j.workload = workload;
     j.workload_len = workload_len;
     j.prio = prio;
+    j.foreground = foreground;
+    return j;
+}
+
+int gs_submit_background(const char *function, const char *unique,
+                         const void *workload, size_t workload_len, int prio,
+                         char *handle)
+{
+    gs_job j = gs_job_make(function, unique, workload, workload_len, prio, 0);
+
     j.handle = handle;
     return gs_job_run(&j);
 }
@@ -411,15 +349,8 @@ int gs_submit_foreground(const char *function, const char *unique,
                          const void *workload, size_t workload_len, int prio,
                          void **result, size_t *result_len)
 {
-    gs_job j;
+    gs_job j = gs_job_make(function, unique, workload, workload_len, prio, 1);
 
-    memset(&j, 0, sizeof j);
-    j.function = function;
-    j.unique = unique;
-    j.workload = workload;
-    j.workload_len = workload_len;
-    j.prio = prio;
-    j.foreground = 1;
     *result = NULL;
     *result_len = 0;
     if (gs_job_run(&j))

@@ -1,6 +1,5 @@
 /*
- * gs_config.c -- the library's config file, read once on first use (no SQL
- * symbols).  It is what makes the job-server list survive a restart of the
+ * gs_config.c -- the library's config file, read once (no SQL symbols).  It is what makes the job-server list survive a restart of the
  * database server without a manual SELECT gman_servers_set(...).
  *
  * Location: $GEARSYNC_UDF_CONFIG from mysqld's environment if set, else
@@ -23,7 +22,11 @@
  * bad value) is reported on one line of stderr -- mysqld's error log -- and
  * the rest of the file still applies.
  */
-#include "gearsync_udf.h"
+#include "gs_config.h"
+#include "gs_breaker.h"
+#include "gs_log.h"
+#include "gs_servers.h"
+#include "gs_timeouts.h"
 
 #include <dlfcn.h>
 #include <errno.h>
@@ -60,7 +63,8 @@ static int gs_parse_ms(const char *v, long lo, long *out)
     return 0;
 }
 
-int gs_config_apply(const char *key, const char *value)
+/* Apply one "key = value" setting; 0 ok, -1 unknown key / bad value. */
+static int gs_config_apply(const char *key, const char *value)
 {
     long ms;
 
@@ -72,18 +76,18 @@ int gs_config_apply(const char *key, const char *value)
             return -1;
         if (gs_servers_normalise(value, strlen(value), norm, sizeof norm, &why))
             return -1;
-        return gs_servers_install(norm, fn);
+        return gs_servers_set(norm, fn);
     }
     if (strcmp(key, "timeout_ms") == 0) {
         if (gs_parse_ms(value, 1, &ms))
             return -1;
-        gs_timeout_store((int)ms);
+        gs_timeout_set(GS_TIMEOUT_BG, (int)ms);
         return 0;
     }
     if (strcmp(key, "do_timeout_ms") == 0) {
         if (gs_parse_ms(value, 1, &ms))
             return -1;
-        gs_do_timeout_store((int)ms);
+        gs_timeout_set(GS_TIMEOUT_FG, (int)ms);
         return 0;
     }
     if (strcmp(key, "breaker_min_ms") == 0 ||
@@ -124,13 +128,13 @@ static void gs_config_path(char *out, size_t outsz)
     }
 }
 
-static void gs_env_ms(const char *name, void (*set)(int))
+static void gs_env_ms(const char *name, gs_timeout_kind kind)
 {
     const char *env = getenv(name);
     long ms;
 
     if (env != NULL && *env != '\0' && gs_parse_ms(env, 1, &ms) == 0)
-        set((int)ms);
+        gs_timeout_set(kind, (int)ms);
 }
 
 static void gs_config_read(void)
@@ -149,24 +153,23 @@ static void gs_config_read(void)
                 continue;
             eq = strchr(s, '=');
             if (eq == NULL) {
-                fprintf(stderr, "gearsync_udf: %s:%u: expected key = value\n",
-                        path, lineno);
+                gs_log("gearsync_udf: %s:%u: expected key = value", path,
+                       lineno);
                 continue;
             }
             *eq = '\0';
             key = gs_trim(s);
             value = gs_trim(eq + 1);
             if (gs_config_apply(key, value))
-                fprintf(stderr, "gearsync_udf: %s:%u: bad setting %s\n", path,
-                        lineno, key);
+                gs_log("gearsync_udf: %s:%u: bad setting %s", path, lineno,
+                       key);
         }
         fclose(f);
     } else if (path[0] != '\0' && errno != ENOENT) {
-        fprintf(stderr, "gearsync_udf: cannot read %s: %s\n", path,
-                strerror(errno));
+        gs_log("gearsync_udf: cannot read %s: %s", path, strerror(errno));
     }
-    gs_env_ms(GS_TIMEOUT_ENV, gs_timeout_store);
-    gs_env_ms(GS_DO_TIMEOUT_ENV, gs_do_timeout_store);
+    gs_env_ms(GS_TIMEOUT_ENV, GS_TIMEOUT_BG);
+    gs_env_ms(GS_DO_TIMEOUT_ENV, GS_TIMEOUT_FG);
 }
 
 void gs_config_load(void)

@@ -1,39 +1,17 @@
 /*
  * gs_json.c -- JSON text helpers shared by the json_* UDFs (no SQL symbols).
  *
- * gs_buf: growable byte buffer (doubling, never shrinks).
- * gs_json_escape: string escaping and UTF-8 repair, see gearsync_udf.h.
+ * gs_json_escape: string escaping and UTF-8 repair, see gs_json.h.
  * gs_json_double/int/decimal/arg: values by UDF argument type.
  * gs_json_key: member names from argument attributes (aliases).
  */
-#include "gearsync_udf.h"
+#include "gs_json.h"
 
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
-
-int gs_buf_grow(gs_buf *b, size_t extra)
-{
-    size_t need = b->len + extra;
-    size_t cap = b->cap ? b->cap : GS_JSON_INITIAL_CAP;
-    char *p;
-
-    if (need < b->len)
-        return -1; /* overflow */
-    while (cap < need) {
-        if (cap > SIZE_MAX / 2)
-            return -1;
-        cap *= 2;
-    }
-    p = realloc(b->data, cap);
-    if (p == NULL)
-        return -1;
-    b->data = p;
-    b->cap = cap;
-    return 0;
-}
 
 /* 0: copy as is; 1: needs escaping (control, quote, backslash); 2: non-ASCII */
 static const unsigned char gs_class[256] = {

@@ -6,11 +6,13 @@
  * else 127.0.0.1:4730) and up to GS_MAX_FUNCTION_LISTS per-function lists
  * (gman_servers_set(servers, function), config `servers.<function>`) are
  * kept as normalised strings under a statically initialised mutex, with an
- * atomic generation counter bumped on every change: a server thread
- * compares one atomic load per job with the generation of its cached,
- * parsed list (gs_client.c) and re-reads the list only when it changed.
+ * atomic generation counter bumped on every change: a user of a list keeps
+ * a parsed copy (gs_route) and compares one atomic load per job with its
+ * generation (gs_route_refresh), re-reading the list only when it changed.
+ * The config file (gs_config.c) installs its lists through gs_servers_set
+ * like the run-time setter does.
  */
-#include "gearsync_udf.h"
+#include "gs_servers.h"
 
 #include <pthread.h>
 #include <stdio.h>
@@ -110,7 +112,7 @@ static int gs_parse_entry(const char *s, size_t n, gs_server *out,
 
 /* Calls fn for each entry; -1 with *why on the first invalid one. */
 int gs_parse_list(const char *in, size_t n, const char **why,
-                         int (*fn)(const gs_server *, void *), void *ctx)
+                  int (*fn)(const gs_server *, void *), void *ctx)
 {
     size_t start = 0, count = 0;
 
@@ -167,9 +169,8 @@ int gs_servers_normalise(const char *in, size_t n, char *out, size_t outsz,
     return gs_parse_list(in, n, why, gs_norm_add, &c);
 }
 
-/* Install a list; caller validated it.  Not calling gs_config_load (the
-   config reader itself uses it). */
-int gs_servers_install(const char *normalised, const char *function)
+/* Install a list; the caller normalised it. */
+int gs_servers_set(const char *normalised, const char *function)
 {
     size_t n = strlen(normalised);
     int rc = 0;
@@ -209,20 +210,6 @@ out:
     return rc;
 }
 
-int gs_servers_set(const char *normalised, const char *function)
-{
-    gs_config_load();
-    return gs_servers_install(normalised, function);
-}
-
-void gs_servers_get(char *out, size_t outsz)
-{
-    gs_config_load();
-    pthread_mutex_lock(&gs_servers_lock);
-    snprintf(out, outsz, "%s", gs_servers);
-    pthread_mutex_unlock(&gs_servers_lock);
-}
-
 uint64_t gs_servers_generation(void)
 {
     return __atomic_load_n(&gs_servers_gen, __ATOMIC_ACQUIRE);
@@ -237,7 +224,7 @@ uint64_t gs_servers_lookup(const char *function, char *out, size_t outsz)
     pthread_mutex_lock(&gs_servers_lock);
     gen = __atomic_load_n(&gs_servers_gen, __ATOMIC_ACQUIRE);
     list = gs_servers;
-    for (i = 0; i < gs_fn_count; i++) {
+    for (i = 0; function != NULL && function[0] && i < gs_fn_count; i++) {
         if (strcmp(gs_fn_lists[i].function, function) == 0) {
             list = gs_fn_lists[i].list;
             break;
@@ -246,6 +233,43 @@ uint64_t gs_servers_lookup(const char *function, char *out, size_t outsz)
     snprintf(out, outsz, "%s", list);
     pthread_mutex_unlock(&gs_servers_lock);
     return gen;
+}
+
+static int gs_route_add(const gs_server *sv, void *p)
+{
+    gs_route *r = p;
+    if (r->count >= GS_MAX_SERVERS)
+        return -1;
+    r->servers[r->count] = *sv;
+    snprintf(r->addrs[r->count], GS_ADDR_LEN, "%s%s%s:%u", sv->v6 ? "[" : "",
+             sv->host, sv->v6 ? "]" : "", sv->port);
+    r->count++;
+    return 0;
+}
+
+int gs_route_refresh(gs_route *r, const char *function)
+{
+    uint64_t gen = gs_servers_generation();
+    char list[GS_SERVERS_MAX_LEN];
+    const char *why = NULL;
+    const char *fn = function != NULL ? function : "";
+
+    if (r->gen == gen && strcmp(r->function, fn) == 0)
+        return 0;
+    gen = gs_servers_lookup(fn, list, sizeof list);
+    if (r->gen != 0 && strcmp(r->function, fn) == 0 &&
+        strcmp(r->list, list) == 0) { /* another list changed */
+        r->gen = gen;
+        return 0;
+    }
+    r->gen = 0; /* invalid until parsed */
+    r->count = 0;
+    snprintf(r->function, sizeof r->function, "%s", fn);
+    memcpy(r->list, list, sizeof r->list);
+    if (gs_parse_list(list, strnlen(list, sizeof list), &why, gs_route_add, r))
+        return -1;
+    r->gen = gen;
+    return 1;
 }
 
 __attribute__((destructor)) static void gs_servers_unload(void)

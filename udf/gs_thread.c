@@ -1,10 +1,10 @@
 /*
- * gs_thread.c -- per-server-thread state, its registry, library load/unload.
+ * gs_thread.c -- per-server-thread state, its registry, library load/unload
+ * (no SQL symbols); see gs_thread.h.
  *
- * mysqld calls a UDF's _init/_deinit once per row inside a trigger, so
- * anything that must outlive a row (the gearman connection, a spare JSON
- * buffer) lives in a gs_thread, one per OS thread, found through a pthread
- * key.  The key's destructor frees it when the thread exits.
+ * One gs_thread per OS thread, found through a pthread key; the key's
+ * destructor frees it (and each slot, through the slot's own free
+ * function) when the thread exits.
  *
  * Every gs_thread is also on a mutex-protected registry, so that the library
  * destructor (dlclose: DROP FUNCTION of the last gearsync UDF unloads the
@@ -19,8 +19,9 @@
  * across runs with overwhelming probability, at most 53 bytes, no syscall.
  * They spare libgearman its per-job UUID (a connect() to uuidd per job).
  */
-#include "gearsync_udf.h"
-#include "gs_pipe.h"
+#include "gs_thread.h"
+#include "gs_clock.h"
+#include "gs_timeouts.h"
 
 #include <pthread.h>
 #include <stdio.h>
@@ -30,6 +31,15 @@
 #include <time.h>
 #include <unistd.h>
 
+struct gs_thread {
+    struct gs_thread *next, *prev;   /* registry links (gs_registry_lock) */
+    void *slots[GS_SLOTS];           /* per-helper state */
+    gs_slot_free slot_free[GS_SLOTS];
+    uint64_t serial;                 /* unique per thread state, per process */
+    uint64_t counter;                /* per-thread job counter (unique ids) */
+    gs_buf *json_cache;              /* one spare json_object buffer */
+};
+
 static pthread_key_t gs_key;
 static int gs_key_ok;
 static pthread_mutex_t gs_registry_lock = PTHREAD_MUTEX_INITIALIZER;
@@ -37,13 +47,14 @@ static gs_thread *gs_registry;       /* guarded by gs_registry_lock */
 static uint64_t gs_serial;           /* atomic */
 static uint64_t gs_nonce;            /* written once at load */
 
-/* Free a thread's state; its gearsync_send connection may wait up to
-   pipe_wait_ms for pending acks first. */
-static void gs_thread_release(gs_thread *t, int pipe_wait_ms)
+/* Free a thread's state; a slot may wait up to wait_ms first. */
+static void gs_thread_release(gs_thread *t, int wait_ms)
 {
-    if (t->pipe != NULL)
-        gs_pipe_release(t->pipe, pipe_wait_ms);
-    gs_client_free(t);
+    unsigned i;
+
+    for (i = 0; i < GS_SLOTS; i++)
+        if (t->slots[i] != NULL && t->slot_free[i] != NULL)
+            t->slot_free[i](t->slots[i], wait_ms);
     if (t->json_cache != NULL) {
         free(t->json_cache->data);
         free(t->json_cache);
@@ -73,7 +84,7 @@ static void gs_thread_destroy(void *p)
     }
     pthread_mutex_unlock(&gs_registry_lock);
     if (found != NULL) /* else already freed by the library destructor */
-        gs_thread_release(found, gs_timeout_get());
+        gs_thread_release(found, gs_timeout_get(GS_TIMEOUT_BG));
 }
 
 gs_thread *gs_thread_get(void)
@@ -102,6 +113,27 @@ gs_thread *gs_thread_get(void)
     return t;
 }
 
+void *gs_thread_state(gs_thread **tp, gs_slot slot, size_t size,
+                      gs_slot_free fn, void (*init)(void *))
+{
+    gs_thread *t = gs_thread_get();
+    void *state;
+
+    *tp = t;
+    if (t == NULL)
+        return NULL;
+    if (t->slots[slot] != NULL)
+        return t->slots[slot];
+    state = calloc(1, size);
+    if (state == NULL)
+        return NULL;
+    if (init != NULL)
+        init(state);
+    t->slots[slot] = state;
+    t->slot_free[slot] = fn;
+    return state;
+}
+
 void gs_thread_unique(gs_thread *t, char *out)
 {
     snprintf(out, GS_UNIQUE_LEN, "gs-%016llx-%llx-%llx",
@@ -123,12 +155,10 @@ gs_buf *gs_json_buf_take(void)
     b = calloc(1, sizeof *b);
     if (b == NULL)
         return NULL;
-    b->data = malloc(GS_JSON_INITIAL_CAP);
-    if (b->data == NULL) {
+    if (gs_buf_grow(b, GS_BUF_INITIAL_CAP)) {
         free(b);
         return NULL;
     }
-    b->cap = GS_JSON_INITIAL_CAP;
     return b;
 }
 
@@ -161,8 +191,7 @@ __attribute__((constructor)) static void gs_library_load(void)
 __attribute__((destructor)) static void gs_library_unload(void)
 {
     gs_thread *t, *next;
-    struct timespec now;
-    long long deadline;
+    uint64_t deadline;
 
     pthread_mutex_lock(&gs_registry_lock);
     if (gs_key_ok) {
@@ -172,14 +201,11 @@ __attribute__((destructor)) static void gs_library_unload(void)
     t = gs_registry;
     gs_registry = NULL;
     pthread_mutex_unlock(&gs_registry_lock);
-    /* One timeout in total for every thread's pending gearsync_send acks. */
-    clock_gettime(CLOCK_MONOTONIC, &now);
-    deadline = now.tv_sec * 1000LL + now.tv_nsec / 1000000 + gs_timeout_get();
+    /* One timeout in total for every thread's pending work. */
+    deadline = gs_now_ns() + (uint64_t)gs_timeout_get(GS_TIMEOUT_BG) * 1000000ULL;
     for (; t != NULL; t = next) {
-        long long left;
+        uint64_t now = gs_now_ns();
         next = t->next;
-        clock_gettime(CLOCK_MONOTONIC, &now);
-        left = deadline - (now.tv_sec * 1000LL + now.tv_nsec / 1000000);
-        gs_thread_release(t, left > 0 ? (int)left : 0);
+        gs_thread_release(t, now < deadline ? (int)((deadline - now) / 1000000ULL) : 0);
     }
 }

@@ -64,6 +64,8 @@
  * per-thread cache, because a trigger runs _init/_deinit once per row.
  */
 #include "gearsync_udf.h"
+#include "gs_json.h"
+#include "gs_thread.h"
 
 #include <stdio.h>
 

@@ -35,6 +35,8 @@
  *   reached gearmand.  Never NULL.
  */
 #include "gearsync_udf.h"
+#include "gs_args.h"
+#include "gs_config.h"
 #include "gs_pipe.h"
 
 #include <stdio.h>
@@ -63,6 +65,7 @@ my_bool gearsync_send_init(UDF_INIT *initid, UDF_ARGS *args, char *message)
                  "gearsync_send: expects (function, workload[, unique])");
         return 1;
     }
+    gs_config_load();
     for (i = 0; i < args->arg_count; i++)
         args->arg_type[i] = STRING_RESULT;
     initid->ptr = NULL; /* nothing per statement: triggers init per row */
@@ -106,15 +109,7 @@ char *gearsync_send(UDF_INIT *initid, UDF_ARGS *args, char *result,
 my_bool gearsync_send_flush_init(UDF_INIT *initid, UDF_ARGS *args,
                                  char *message)
 {
-    if (args->arg_count != 0) {
-        snprintf(message, MYSQL_ERRMSG_SIZE,
-                 "gearsync_send_flush: expects no arguments");
-        return 1;
-    }
-    initid->ptr = NULL;
-    initid->maybe_null = 0;
-    initid->const_item = 0;
-    return 0;
+    return gs_init_no_args("gearsync_send_flush", initid, args, message);
 }
 
 void gearsync_send_flush_deinit(UDF_INIT *initid)

@@ -18,7 +18,7 @@ BUILD ?= build
 VERSION := $(shell sed -n 's/^__version__ = "\(.*\)"/\1/p' gearsync/__init__.py)
 
 UDF_SRCS := $(sort $(wildcard udf/*.c))
-UDF_HDRS := udf/gearsync_udf.h
+UDF_HDRS := $(wildcard udf/*.h)
 UDF_OBJDIR := $(BUILD)/udf
 UDF_OBJS := $(patsubst udf/%.c,$(UDF_OBJDIR)/%.o,$(UDF_SRCS))
 UDF_SO := $(BUILD)/gearsync_udf.so

@@ -1,0 +1,92 @@
+/*
+ * settings.c -- gearsync_*_set functions: the library's timeouts at run time.
+ *
+ * SQL:   gearsync_timeout_set(ms) -> INTEGER
+ *   CREATE FUNCTION gearsync_timeout_set RETURNS INTEGER SONAME 'gearsync_udf.so';
+ *   Sets the process-wide gearman timeout for background submits (connect,
+ *   send, wait for the job handle) in milliseconds, 1..3600000, and returns
+ *   the new value.  Default 250, or the config file's timeout_ms, or
+ *   GEARSYNC_UDF_TIMEOUT_MS from mysqld's environment.
+ *   NULL behaviour: a constant out-of-range value is refused by _init; NULL
+ *   or a non-constant out-of-range value returns NULL and changes nothing.
+ *
+ * SQL:   gearsync_do_timeout_set(ms) -> INTEGER
+ *   CREATE FUNCTION gearsync_do_timeout_set RETURNS INTEGER SONAME 'gearsync_udf.so';
+ *   The same for foreground jobs (gman_do*, gman_sum): how long a caller
+ *   waits for the worker's result.  Default 5000, or the config file's
+ *   do_timeout_ms, or GEARSYNC_UDF_DO_TIMEOUT_MS.
+ *
+ * A run-time value wins over the config file and the environment until the
+ * server restarts.
+ */
+#include "gearsync_udf.h"
+#include "gs_config.h"
+#include "gs_timeouts.h"
+
+#include <stdio.h>
+
+static my_bool gs_ms_init(const char *name, UDF_INIT *initid, UDF_ARGS *args,
+                          char *message)
+{
+    if (args->arg_count != 1) {
+        snprintf(message, MYSQL_ERRMSG_SIZE,
+                 "%s: expects 1 argument (milliseconds)", name);
+        return 1;
+    }
+    /* A constant's value at init is in its own type: only an integer
+       constant can be checked here, the rest is checked per row (where the
+       server has converted it to INT_RESULT). */
+    if (args->args[0] != NULL && args->arg_type[0] == INT_RESULT) {
+        long long v = *(const long long *)args->args[0];
+        if (v < 1 || v > GS_TIMEOUT_MAX_MS) {
+            snprintf(message, MYSQL_ERRMSG_SIZE, "%s: ms must be 1..%d", name,
+                     GS_TIMEOUT_MAX_MS);
+            return 1;
+        }
+    }
+    gs_config_load(); /* the file first: a run-time value wins over it */
+    args->arg_type[0] = INT_RESULT;
+    initid->ptr = NULL;
+    initid->maybe_null = 1;
+    initid->const_item = 0;
+    return 0;
+}
+
+static long long gs_ms_set(gs_timeout_kind kind, UDF_ARGS *args,
+                           char *is_null)
+{
+    long long v;
+
+    if (args->args[0] == NULL)
+        goto null;
+    v = *(const long long *)args->args[0];
+    if (v < 1 || v > GS_TIMEOUT_MAX_MS)
+        goto null;
+    gs_timeout_set(kind, (int)v);
+    return v;
+null:
+    *is_null = 1;
+    return 0;
+}
+
+#define GS_DEFINE_MS_SETTER(name, kind)                                       \
+    GS_EXPORT my_bool name##_init(UDF_INIT *initid, UDF_ARGS *args,          \
+                                  char *message);                            \
+    GS_EXPORT void name##_deinit(UDF_INIT *initid);                           \
+    GS_EXPORT long long name(UDF_INIT *initid, UDF_ARGS *args, char *is_null, \
+                             char *error);                                   \
+    my_bool name##_init(UDF_INIT *initid, UDF_ARGS *args, char *message)      \
+    {                                                                         \
+        return gs_ms_init(#name, initid, args, message);                      \
+    }                                                                         \
+    void name##_deinit(UDF_INIT *initid) { (void)initid; }                    \
+    long long name(UDF_INIT *initid, UDF_ARGS *args, char *is_null,           \
+                   char *error)                                               \
+    {                                                                         \
+        (void)initid;                                                         \
+        (void)error;                                                          \
+        return gs_ms_set(kind, args, is_null);                                \
+    }
+
+GS_DEFINE_MS_SETTER(gearsync_timeout_set, GS_TIMEOUT_BG)
+GS_DEFINE_MS_SETTER(gearsync_do_timeout_set, GS_TIMEOUT_FG)
