@@ -15,13 +15,30 @@ setup:
 	@PYTHON=$(PYTHON) VENV=$(VENV) scripts/setup.sh
 
 # Install the library where the *server* loads UDFs from: SELECT @@plugin_dir (not
-# `mysql_config --plugindir`, which names the client plugin dir on Debian).
+# `mysql_config --plugindir`, which names the client plugin dir on Debian), and next to it a
+# gearsync_udf.cnf with the job servers (GEARMAN_SERVERS) and lock = on, unless one exists
+# (never overwritten).
+GEARMAN_SERVERS ?= 127.0.0.1:4730
 install-udf: udf
 	@dir="$(PLUGIN_DIR)"; \
 	if [ -z "$$dir" ]; then dir=$$(mysql -N -B -e 'SELECT @@plugin_dir' 2>/dev/null); fi; \
 	if [ -z "$$dir" ]; then echo "install-udf: cannot ask the server for @@plugin_dir; pass PLUGIN_DIR=/path (Debian: /usr/lib/mysql/plugin)" >&2; exit 1; fi; \
 	install -d "$$dir" && install -m 0644 $(BUILD)/gearsync_udf.so "$$dir/gearsync_udf.so" && \
-	echo "installed $(BUILD)/gearsync_udf.so -> $$dir/gearsync_udf.so; now: mysql -uroot < sql/install.sql"
+	echo "installed $(BUILD)/gearsync_udf.so -> $$dir/gearsync_udf.so" && \
+	cnf="$$dir/gearsync_udf.cnf"; \
+	if [ -e "$$cnf" ]; then echo "kept the existing $$cnf (not overwritten)"; \
+	else printf '%s\n' \
+	  '# gearsync_udf.cnf: read by gearsync_udf.so once per mysqld start (written by make install-udf).' \
+	  '# Where the server list and settings came from is one line in the server error log.' \
+	  'servers = $(GEARMAN_SERVERS)' \
+	  '# on: gman_servers_set, gearsync_timeout_set, gearsync_do_timeout_set refuse at run time.' \
+	  'lock = on' \
+	  '# timeout_ms = 250        # background submits (at most 10000)' \
+	  '# do_timeout_ms = 5000    # foreground gman_do* (at most 60000)' \
+	  '# secret_file = /etc/mysql/gearsync.secret   # signs gearsync_send jobs; readable by mysqld only' \
+	  > "$$cnf.tmp" && chmod 0644 "$$cnf.tmp" && mv "$$cnf.tmp" "$$cnf" && \
+	  echo "wrote $$cnf (servers = $(GEARMAN_SERVERS), lock = on)"; fi && \
+	echo "now: mysql -uroot < sql/install.sql (and restart mysqld if it had loaded the library)"
 
 # demo/test/bench build the library in a sub-make that runs after setup: on a fresh machine
 # mysql_config exists only once setup has installed it.

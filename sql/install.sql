@@ -3,7 +3,8 @@
 --   make install-udf            # copies gearsync_udf.so into SELECT @@plugin_dir
 --   mysql -uroot < sql/install.sql
 --
--- Leaves: the gearsync UDFs registered, gearman job servers set to 127.0.0.1:4730, and the
+-- Leaves: the gearsync UDFs registered (sending to the job servers of gearsync_udf.cnf, which
+-- `make install-udf` writes next to the library: 127.0.0.1:4730 by default), and the
 -- seed's demo table test.test(id, name) whose row triggers push every change to the Gearman
 -- function `syncToRedis` (direct mode), which `gearsync worker` applies to Redis as
 -- SET <id> <name> / DEL <id>.
@@ -37,7 +38,11 @@ CREATE FUNCTION IF NOT EXISTS gearsync_send_flush RETURNS INTEGER SONAME 'gearsy
 -- classic names: CREATE FUNCTION json_array / json_object / json_members / json_values
 -- RETURNS STRING SONAME 'gearsync_udf.so';
 
-SELECT gman_servers_set('127.0.0.1:4730') AS gearman_servers;
+-- The job servers come from gearsync_udf.cnf (`make install-udf` writes `servers = ...` and
+-- `lock = on`), not from a gman_servers_set() here: under lock = on that call is refused, and a
+-- list set at run time is forgotten when mysqld restarts. Where they came from is one line in
+-- the server's error log.
+SELECT gearsync_udf_info() AS gearsync_udf_version;
 
 -- The seed's demo table, synced in direct mode.
 CREATE DATABASE IF NOT EXISTS test;

@@ -348,6 +348,137 @@ def test_server_list_survives_restart(db: MariaDB, plugin_dir: Path, gm: Gearman
     assert db.running
 
 
+# ------------------------------------------------------------------ trust boundaries
+
+SETTER_CALLS = ["SELECT gman_servers_set('127.0.0.1:1')", "SELECT gman_servers_set(%s)",
+                "SELECT gman_servers_set('127.0.0.1:1', 'fn')", "SELECT gearsync_timeout_set(3600000)",
+                "SELECT gearsync_timeout_set(%s)", "SELECT gearsync_do_timeout_set(3600000)",
+                "SELECT gearsync_timeout_set(NULL)"]
+
+
+def origin_lines(db: MariaDB) -> List[str]:
+    return [ln for ln in db.log_path.read_text(errors="replace").splitlines()
+            if "gearsync_udf " in ln and ": config " in ln]
+
+
+@pytest.fixture
+def nobody(db: MariaDB) -> Iterator[Any]:
+    """A login created with no privileges at all (CREATE USER, no GRANT)."""
+    db.execute("DROP USER IF EXISTS 'nobody'@'127.0.0.1'")
+    db.execute("CREATE USER 'nobody'@'127.0.0.1'")
+    c = pymysql.connect(host=db.host, port=db.port, user="nobody", password="", autocommit=True)
+    assert q(c, "SHOW GRANTS") == [("GRANT USAGE ON *.* TO `nobody`@`127.0.0.1`",)]
+    yield c
+    c.close()
+    db.execute("DROP USER 'nobody'@'127.0.0.1'")
+
+
+@pytest.fixture
+def locked(db: MariaDB, plugin_dir: Path, gm: Gearmand) -> Iterator[Gearmand]:
+    """mariadbd restarted with gearsync_udf.cnf: servers = gm, lock = on, timeout_ms = 300;
+    afterwards restarted again without it."""
+    cnf = plugin_dir / "gearsync_udf.cnf"
+    cnf.write_text(f"servers = {gm.address}\nlock = on\ntimeout_ms = 300\n")
+    db.restart()
+    try:
+        yield gm
+    finally:
+        cnf.unlink()
+        db.restart()
+
+
+def test_locked_setters_refused_for_every_login_and_install_sql_works(
+        locked: Gearmand, db: MariaDB, nobody: Any) -> None:
+    gm = locked
+    root = db.connect(database="udft")
+    for c in (nobody, root):
+        for sql in SETTER_CALLS:
+            with pytest.raises(pymysql.err.OperationalError) as e:
+                q(c, sql, ("127.0.0.1:2",) if "%s" in sql else None)
+            name = sql.split()[1].split("(")[0]
+            assert e.value.args[0] == 1123  # ER_CANT_INITIALIZE_UDF
+            assert e.value.args[1] == (f"Can't initialize function '{name}'; "
+                                       f"{name}: locked by gearsync_udf.cnf (lock = on)"), sql
+    db.source(REPO_ROOT / "sql" / "install.sql")  # registers and reports; sets nothing
+    # the cnf's list is in force: a trigger (as root) and gman_do_background (as nobody) use it
+    make_table(root, "lk_t", STRICT_TRIGGER, "lkfn")
+    q(root, "INSERT INTO lk_t VALUES (1, 'x')")
+    assert one(nobody, "SELECT gman_do_background('lkfn', 'y')").startswith("H:")
+    assert gm.queued("lkfn") == 2
+    line = origin_lines(db)[-1]  # this start's line
+    assert f"config {db.plugin_dir / 'gearsync_udf.cnf'} (read)" in line
+    assert f"servers {gm.address} from the file" in line and "lock on" in line
+    root.close()
+
+
+def test_locked_root_writers_stay_bounded_with_gearmand_hung(locked: Gearmand, db: MariaDB,
+                                                             nobody: Any) -> None:
+    """The attack of issue 12: a login without privileges raises the timeout, gearmand hangs,
+    root's writers block.  Under lock = on the raise is refused and every write returns
+    within the cnf's 300 ms (gearsync_send: past its 1,024-job window; gman_do_background:
+    once, then the breaker)."""
+    gm = locked
+    with pytest.raises(pymysql.err.OperationalError):
+        q(nobody, "SELECT gearsync_timeout_set(3600000)")
+    root = db.connect(database="udft")
+    make_table(root, "hb_send", "CREATE TRIGGER {table}_ai AFTER INSERT ON {table} FOR EACH ROW "
+               "DO gearsync_send('{function}', udf_json_object(NEW.id AS id))", "hbfn")
+    make_table(root, "hb_bg", LENIENT_TRIGGER, "hbfn")
+    q(root, "INSERT INTO hb_bg VALUES (0, 'warm')")
+    gm.pause()
+    try:
+        times = []
+        for table, n in (("hb_send", 1200), ("hb_bg", 200)):
+            for i in range(1, n + 1):
+                t = time.perf_counter()
+                q(root, f"INSERT INTO {table} VALUES (%s, 'x')", (i,))
+                times.append(time.perf_counter() - t)
+    finally:
+        gm.resume()
+    print(f"hung gearmand, locked 300 ms: {len(times)} writes in {sum(times):.2f} s, "
+          f"slowest {max(times) * 1e3:.0f} ms")
+    assert max(times) < 0.3 + 0.5  # the timeout plus scheduling slack on a busy machine
+    assert sum(times) < 10
+    assert one(root, "SELECT COUNT(*) FROM hb_send") == 1200
+    root.close()
+
+
+def test_clamped_timeout_bounds_a_writer_with_gearmand_hung(db: MariaDB, nobody: Any,
+                                                           gm: Gearmand) -> None:
+    """Lock off: a login without privileges may set the timeout, but not above 10 s."""
+    root = db.connect(database="udft")
+    try:
+        assert one(nobody, "SELECT gman_servers_set(%s)", (gm.address,)) == gm.address
+        assert one(nobody, "SELECT gearsync_timeout_set(3600000)") == 10_000
+        assert one(nobody, "SELECT gearsync_do_timeout_set(3600000)") == 60_000
+        make_table(root, "cl_t", LENIENT_TRIGGER, "clfn")
+        q(root, "INSERT INTO cl_t VALUES (0, 'warm')")
+        gm.pause()
+        try:
+            t = time.monotonic()
+            q(root, "INSERT INTO cl_t VALUES (1, 'hung')")
+            took = time.monotonic() - t
+        finally:
+            gm.resume()
+        print(f"hung gearmand, timeout asked 3600000 ms: the write returned after {took:.1f} s")
+        assert 9.5 <= took < 13
+    finally:
+        one(root, "SELECT gearsync_timeout_set(250)")
+        one(root, "SELECT gearsync_do_timeout_set(5000)")
+        root.close()
+
+
+def test_restart_without_cnf_says_where_the_list_came_from(db: MariaDB, plugin_dir: Path) -> None:
+    assert not (plugin_dir / "gearsync_udf.cnf").exists()
+    db.restart()
+    c = db.connect()
+    one(c, "SELECT gearsync_timeout_set(NULL)")  # the first gearsync call reads the config
+    c.close()
+    line = origin_lines(db)[-1]
+    assert f"config {plugin_dir / 'gearsync_udf.cnf'} (none)" in line
+    assert "servers 127.0.0.1:4730 from the built-in default" in line and "lock off" in line
+
+
 # ------------------------------------------------------------------ concurrency
 
 def test_concurrency_no_crash_no_deadlock_flat_rss(db: MariaDB, gm: Gearmand, gm2: Gearmand) -> None:

@@ -14,7 +14,10 @@
  *   with an error; NULL (constant or not: mysqld shows both as a NULL pointer
  *   at init) and a non-constant bad list return NULL and change nothing; a
  *   NULL or empty function sets the default list.  Until first set: the
- *   config file's list (gs_config.c), else 127.0.0.1:4730.
+ *   list of GEARSYNC_UDF_SERVERS or of the config file (gs_config.c), else
+ *   127.0.0.1:4730.  When gearsync_udf.cnf says lock = on, _init refuses
+ *   for every login: "gman_servers_set: locked by gearsync_udf.cnf (lock =
+ *   on)".
  *
  * SQL:   gman_do(function, workload[, unique]) -> STRING
  *        gman_do_high(...), gman_do_low(...)       (job priority)
@@ -93,6 +96,11 @@ my_bool gman_servers_set_init(UDF_INIT *initid, UDF_ARGS *args, char *message)
                  "gman_servers_set: expects (servers[, function])");
         return 1;
     }
+    if (gs_config_locked()) { /* reads the file first: it wins over us */
+        snprintf(message, MYSQL_ERRMSG_SIZE, GS_LOCKED_MESSAGE,
+                 "gman_servers_set");
+        return 1;
+    }
     /* constant: validate now -- only a string constant (at init a constant
        is in its own type; a number is converted to text per row) */
     if (args->args[0] != NULL && args->arg_type[0] == STRING_RESULT) {
@@ -104,7 +112,6 @@ my_bool gman_servers_set_init(UDF_INIT *initid, UDF_ARGS *args, char *message)
             return 1;
         }
     } /* else not constant: checked per row */
-    gs_config_load(); /* the file first: a run-time list wins over it */
     args->arg_type[0] = STRING_RESULT;
     if (args->arg_count > 1)
         args->arg_type[1] = STRING_RESULT;

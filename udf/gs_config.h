@@ -14,9 +14,19 @@
 /* Config file next to the .so, or the path in this environment variable. */
 #define GS_CONFIG_NAME "gearsync_udf.cnf"
 #define GS_CONFIG_ENV "GEARSYNC_UDF_CONFIG"
+/* The default server list from mysqld's environment (wins over the file). */
+#define GS_SERVERS_ENV "GEARSYNC_UDF_SERVERS"
+/* Longest secret, bytes. */
+#define GS_SECRET_MAX 1024
 
 /* Read the config file and the environment once (first caller wins, the
-   others wait until it is read). */
+   others wait until it is read), then log where the settings came from. */
 void gs_config_load(void) GS_HIDDEN;
+/* The _init error of a run-time setter under lock = on (%s: its name). */
+#define GS_LOCKED_MESSAGE "%s: locked by gearsync_udf.cnf (lock = on)"
+/* 1 when the file says lock = on: the run-time setters must refuse. */
+int gs_config_locked(void) GS_HIDDEN;
+/* The envelope secret: its length (0 = none) and *key its bytes. */
+size_t gs_config_secret(const unsigned char **key) GS_HIDDEN;
 
 #endif /* GEARSYNC_GS_CONFIG_H */

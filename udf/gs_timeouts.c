@@ -12,9 +12,17 @@ int gs_timeout_get(gs_timeout_kind kind)
     return __atomic_load_n(&gs_timeouts[kind], __ATOMIC_RELAXED);
 }
 
-void gs_timeout_set(gs_timeout_kind kind, int ms)
+int gs_timeout_max(gs_timeout_kind kind)
 {
-    __atomic_store_n(&gs_timeouts[kind], ms, __ATOMIC_RELAXED);
+    return kind == GS_TIMEOUT_FG ? GS_TIMEOUT_FG_MAX_MS : GS_TIMEOUT_BG_MAX_MS;
+}
+
+int gs_timeout_set(gs_timeout_kind kind, long long ms)
+{
+    int v = ms < 1 ? 1 : ms > gs_timeout_max(kind) ? gs_timeout_max(kind)
+                                                   : (int)ms;
+    __atomic_store_n(&gs_timeouts[kind], v, __ATOMIC_RELAXED);
+    return v;
 }
 
 int gs_timeout_longest(void)

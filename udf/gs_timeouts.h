@@ -17,14 +17,18 @@ typedef enum { GS_TIMEOUT_BG = 0, GS_TIMEOUT_FG = 1 } gs_timeout_kind;
 
 #define GS_TIMEOUT_DEFAULT_MS 250
 #define GS_DO_TIMEOUT_DEFAULT_MS 5000
-/* The largest value any source may set, ms. */
-#define GS_TIMEOUT_MAX_MS 3600000
+/* Hard maxima, whatever asks (config file, environment, run-time setter):
+   a hung gearmand can hold a writer (and its row locks) this long at most. */
+#define GS_TIMEOUT_BG_MAX_MS 10000
+#define GS_TIMEOUT_FG_MAX_MS 60000
 #define GS_TIMEOUT_ENV "GEARSYNC_UDF_TIMEOUT_MS"
 #define GS_DO_TIMEOUT_ENV "GEARSYNC_UDF_DO_TIMEOUT_MS"
 
 int gs_timeout_get(gs_timeout_kind kind) GS_HIDDEN;
-/* ms must be 1..GS_TIMEOUT_MAX_MS (callers validate). */
-void gs_timeout_set(gs_timeout_kind kind, int ms) GS_HIDDEN;
+/* The maximum of a kind, ms. */
+int gs_timeout_max(gs_timeout_kind kind) GS_HIDDEN;
+/* Set ms, clamped to 1..gs_timeout_max(kind); returns the value set. */
+int gs_timeout_set(gs_timeout_kind kind, long long ms) GS_HIDDEN;
 /* The longer of the two, ms. */
 int gs_timeout_longest(void) GS_HIDDEN;
 

@@ -4,17 +4,21 @@
  * SQL:   gearsync_timeout_set(ms) -> INTEGER
  *   CREATE FUNCTION gearsync_timeout_set RETURNS INTEGER SONAME 'gearsync_udf.so';
  *   Sets the process-wide gearman timeout for background submits (connect,
- *   send, wait for the job handle) in milliseconds, 1..3600000, and returns
- *   the new value.  Default 250, or the config file's timeout_ms, or
+ *   send, wait for the job handle) in milliseconds and returns the value
+ *   set: at most 10000 (GS_TIMEOUT_BG_MAX_MS), a larger value is clamped to
+ *   it.  Default 250, or the config file's timeout_ms, or
  *   GEARSYNC_UDF_TIMEOUT_MS from mysqld's environment.
- *   NULL behaviour: a constant out-of-range value is refused by _init; NULL
- *   or a non-constant out-of-range value returns NULL and changes nothing.
+ *   Refused by _init -- an SQL error, for every login -- when
+ *   gearsync_udf.cnf says lock = on, or for a constant below 1.
+ *   NULL behaviour: NULL, or a non-constant value below 1, returns NULL and
+ *   changes nothing.
  *
  * SQL:   gearsync_do_timeout_set(ms) -> INTEGER
  *   CREATE FUNCTION gearsync_do_timeout_set RETURNS INTEGER SONAME 'gearsync_udf.so';
  *   The same for foreground jobs (gman_do*, gman_sum): how long a caller
- *   waits for the worker's result.  Default 5000, or the config file's
- *   do_timeout_ms, or GEARSYNC_UDF_DO_TIMEOUT_MS.
+ *   waits for the worker's result, at most 60000 (GS_TIMEOUT_FG_MAX_MS).
+ *   Default 5000, or the config file's do_timeout_ms, or
+ *   GEARSYNC_UDF_DO_TIMEOUT_MS.
  *
  * A run-time value wins over the config file and the environment until the
  * server restarts.
@@ -36,15 +40,15 @@ static my_bool gs_ms_init(const char *name, UDF_INIT *initid, UDF_ARGS *args,
     /* A constant's value at init is in its own type: only an integer
        constant can be checked here, the rest is checked per row (where the
        server has converted it to INT_RESULT). */
-    if (args->args[0] != NULL && args->arg_type[0] == INT_RESULT) {
-        long long v = *(const long long *)args->args[0];
-        if (v < 1 || v > GS_TIMEOUT_MAX_MS) {
-            snprintf(message, MYSQL_ERRMSG_SIZE, "%s: ms must be 1..%d", name,
-                     GS_TIMEOUT_MAX_MS);
-            return 1;
-        }
+    if (args->args[0] != NULL && args->arg_type[0] == INT_RESULT &&
+        *(const long long *)args->args[0] < 1) {
+        snprintf(message, MYSQL_ERRMSG_SIZE, "%s: ms must be >= 1", name);
+        return 1;
     }
-    gs_config_load(); /* the file first: a run-time value wins over it */
+    if (gs_config_locked()) { /* reads the file first: it wins over us */
+        snprintf(message, MYSQL_ERRMSG_SIZE, GS_LOCKED_MESSAGE, name);
+        return 1;
+    }
     args->arg_type[0] = INT_RESULT;
     initid->ptr = NULL;
     initid->maybe_null = 1;
@@ -60,10 +64,9 @@ static long long gs_ms_set(gs_timeout_kind kind, UDF_ARGS *args,
     if (args->args[0] == NULL)
         goto null;
     v = *(const long long *)args->args[0];
-    if (v < 1 || v > GS_TIMEOUT_MAX_MS)
+    if (v < 1)
         goto null;
-    gs_timeout_set(kind, (int)v);
-    return v;
+    return gs_timeout_set(kind, v);
 null:
     *is_null = 1;
     return 0;

@@ -40,9 +40,21 @@ UDF_CFLAGS := -std=gnu11 -O2 -g -fPIC -fvisibility=hidden -Wall -Wextra \
 UDF_LDFLAGS := -shared -Wl,-z,defs -Wl,--as-needed $(UDF_EXTRA_LDFLAGS)
 UDF_LIBS := -lgearman -lpthread
 
-.PHONY: udf udf-clean
+.PHONY: udf udf-testlib udf-clean
 
 udf: $(UDF_SO)
+
+# The cffi unit tests of internal helpers (SHA-256/HMAC, the envelope) load
+# a second library: the same objects plus udf/test/gs_test_hooks.c, whose
+# exported gs_test_* wrappers reach the hidden helpers.  mysqld never loads it.
+UDF_TEST_SO := $(BUILD)/test/gearsync_udf_test.so
+UDF_TEST_OBJ := $(UDF_OBJDIR)/test/gs_test_hooks.o
+
+udf-testlib: $(UDF_TEST_SO)
+
+$(UDF_TEST_SO): $(UDF_OBJS) $(UDF_TEST_OBJ)
+	@mkdir -p $(@D)
+	$(CC) $(UDF_CFLAGS) $(UDF_LDFLAGS) -o $@ $(UDF_OBJS) $(UDF_TEST_OBJ) $(UDF_LIBS)
 
 $(UDF_SO): $(UDF_OBJS)
 	@mkdir -p $(@D)
@@ -56,9 +68,9 @@ $(UDF_OBJDIR)/%.o: udf/%.c $(UDF_HDRS) udf/udf.mk
 $(UDF_OBJDIR)/info.o: gearsync/__init__.py
 
 udf-clean:
-	rm -rf $(UDF_OBJDIR) $(UDF_SO)
+	rm -rf $(UDF_OBJDIR) $(UDF_SO) $(BUILD)/test
 
--include $(UDF_OBJS:.o=.d)
+-include $(UDF_OBJS:.o=.d) $(UDF_TEST_OBJ:.o=.d)
 
 # ---------------------------------------------------------------- sanitizers
 # make udf-asan   ASan+UBSan build of the same sources into build/asan/
@@ -81,7 +93,7 @@ ASAN_ENV = LD_PRELOAD="$(ASAN_PRELOAD)" \
 .PHONY: udf-asan fuzz
 
 udf-asan:
-	$(MAKE) -f udf/udf.mk udf BUILD=$(ASAN_BUILD) MYSQL_CONFIG=$(MYSQL_CONFIG) \
+	$(MAKE) -f udf/udf.mk udf udf-testlib BUILD=$(ASAN_BUILD) MYSQL_CONFIG=$(MYSQL_CONFIG) \
 		UDF_EXTRA_CFLAGS="$(ASAN_FLAGS)" UDF_EXTRA_LDFLAGS="$(ASAN_FLAGS)"
 
 # pytest captures fd 2, so sanitizer reports also go to .run/asan-fuzz.<pid>.

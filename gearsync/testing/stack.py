@@ -265,9 +265,13 @@ class MariaDB(Daemon):
         durable: bool = False,
         extra_args: Sequence[str] = (),
         env: Mapping[str, str] | None = None,
+        udf_config: Mapping[str, str] | None = None,
     ) -> None:
         super().__init__(workdir, port, env=env)
         self.plugin_dir = Path(plugin_dir or REPO_ROOT / "build").resolve()
+        #: settings of the UDF library's gearsync_udf.cnf, written into workdir and handed to
+        #: mariadbd as GEARSYNC_UDF_CONFIG (None: the library looks next to itself)
+        self.udf_config = dict(udf_config) if udf_config is not None else None
         self.datadir = self.workdir / "data"
         self.socket_path = self.workdir / "mysqld.sock"
         self.durable = durable
@@ -275,6 +279,10 @@ class MariaDB(Daemon):
         self.user = "root"
 
     def prepare(self) -> None:
+        if self.udf_config is not None:
+            cnf = self.workdir / "gearsync_udf.cnf"
+            cnf.write_text("".join(f"{k} = {v}\n" for k, v in self.udf_config.items()))
+            self.env["GEARSYNC_UDF_CONFIG"] = str(cnf)
         if (self.datadir / "mysql").is_dir():
             return
         install = _which("mariadb-install-db", "mysql_install_db")
@@ -358,8 +366,11 @@ class Stack:
         self.base_dir = Path(base_dir or self._tmp)  # type: ignore[arg-type]
         self.redis = RedisServer(self.base_dir / "redis")
         self.gearmand = Gearmand(self.base_dir / "gearmand")
+        # The UDFs send to this stack's gearmand from the start; tests may still move them
+        # (lock = off).
         self.mysql: MariaDB | None = (
-            MariaDB(self.base_dir / "mariadb", plugin_dir=plugin_dir, durable=durable) if mysql else None
+            MariaDB(self.base_dir / "mariadb", plugin_dir=plugin_dir, durable=durable,
+                    udf_config={"servers": self.gearmand.address, "lock": "off"}) if mysql else None
         )
 
     @property

@@ -16,9 +16,11 @@ from gearsync.testing.stack import Gearmand, free_port  # noqa: E402,F401  (re-e
 
 @pytest.fixture(scope="session", autouse=True)
 def udf_lib() -> object:
-    """Build build/gearsync_udf.so once (unless GEARSYNC_UDF_SO names one), load it."""
+    """Build build/gearsync_udf.so and its test library once (unless GEARSYNC_UDF_SO names a
+    build, e.g. make fuzz's ASan one, which builds both), load the library."""
     if "GEARSYNC_UDF_SO" not in os.environ:
-        subprocess.run(["make", "-s", "-f", "udf/udf.mk", "udf"], cwd=harness.ROOT, check=True)
+        subprocess.run(["make", "-s", "-f", "udf/udf.mk", "udf", "udf-testlib"], cwd=harness.ROOT,
+                       check=True)
     return harness.load()
 
 

@@ -21,6 +21,9 @@ from __future__ import annotations
 
 import decimal
 import os
+import subprocess
+import sys
+import textwrap
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Optional, Sequence
@@ -110,7 +113,18 @@ def cdef_source() -> str:
 ffi = cffi.FFI()
 ffi.cdef(cdef_source())
 
+#: the gs_test_* hooks of the test library (udf/test/gs_test_hooks.c): the same objects as
+#: gearsync_udf.so plus exported wrappers of internal helpers; mysqld never loads it.
+TEST_CDEF = """
+void gs_test_sha256(const void *msg, size_t n, unsigned char *out);
+void gs_test_hmac_sha256(const void *key, size_t klen, const void *msg, size_t n,
+                         unsigned char *out);
+"""
+test_ffi = cffi.FFI()
+test_ffi.cdef(TEST_CDEF)
+
 _lib: Any = None
+_testlib: Any = None
 
 
 def so_path() -> Path:
@@ -123,6 +137,19 @@ def load(path: Optional[os.PathLike] = None) -> Any:
     if _lib is None:
         _lib = ffi.dlopen(str(path or so_path()))
     return _lib
+
+
+def testlib_path() -> Path:
+    """build/test/gearsync_udf_test.so next to the library under test (ASan: build/asan/test)."""
+    return so_path().parent / "test" / "gearsync_udf_test.so"
+
+
+def load_testlib() -> Any:
+    """dlopen the test library once per process."""
+    global _testlib
+    if _testlib is None:
+        _testlib = test_ffi.dlopen(str(testlib_path()))
+    return _testlib
 
 
 class UdfError(Exception):
@@ -368,3 +395,13 @@ def init_error(name: str, *args: Any) -> Optional[str]:
         return e.message
     u.close()
     return None
+
+
+def run_child(code: str, so: Optional[os.PathLike] = None, **env: str) -> subprocess.CompletedProcess:
+    """Run Python `code` in a fresh process that loads the library (`so`, default the one under
+    test) with extra environment: the config file is read once per process, so each config
+    under test needs its own."""
+    return subprocess.run(
+        [sys.executable, "-c", textwrap.dedent(code)],
+        cwd=os.path.dirname(__file__), capture_output=True, text=True, timeout=60,
+        env={**os.environ, "GEARSYNC_UDF_SO": str(so or so_path()), **env})

@@ -1,14 +1,10 @@
-"""gman_do* (foreground), priorities, gman_sum, per-function server lists, failover,
-circuit breaker and the config file -- through the cffi harness against real gearmand."""
+"""gman_do* (foreground), priorities, gman_sum, per-function server lists, failover and the
+circuit breaker -- through the cffi harness against real gearmand."""
 from __future__ import annotations
 
-import os
 import shutil
 import subprocess
-import sys
-import textwrap
 import time
-from pathlib import Path
 from typing import Iterator, List
 
 import pytest
@@ -222,64 +218,3 @@ def test_breaker_makes_calls_cheap_while_down(gearmand: Gearmand) -> None:
     assert times[len(times) // 2] < 0.002, times[len(times) // 2]
     assert sum(times) < 2.0
     assert wait_for(lambda: call_once("gman_do_background", b"cb", b"w") is not None, 5)
-
-
-# ------------------------------------------------------------------ config file
-
-def _child(code: str, so: Path | None = None, **env) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-c", textwrap.dedent(code)],
-        cwd=os.path.dirname(__file__), capture_output=True, text=True, timeout=60,
-        env={**os.environ, "GEARSYNC_UDF_SO": str(so or harness.so_path()), **env})
-
-
-def test_config_file_next_to_library(tmp_path: Path, gearmand_factory) -> None:
-    a, b = gearmand_factory(), gearmand_factory()
-    plugin = tmp_path / "plugin"
-    plugin.mkdir()
-    shutil.copy(harness.so_path(), plugin / "gearsync_udf.so")
-    (plugin / "gearsync_udf.cnf").write_text(textwrap.dedent(f"""\
-        # gearsync UDF settings
-        servers = 127.0.0.1:{free_port()}, {a.address}
-        servers.cfgspecial = {b.address}
-        timeout_ms = 300
-        do_timeout_ms = 700
-        bogus line
-        unknown = 1
-        """))
-    r = _child("""
-        from harness import call_once, Arg
-        assert call_once("gman_do_background", b"cfg", b"w") is not None
-        assert call_once("gman_do_background", b"cfgspecial", b"w") is not None
-        print(call_once("gearsync_timeout_set", Arg(None)))
-        """, so=plugin / "gearsync_udf.so")
-    assert r.returncode == 0, r.stderr
-    assert a.queued("cfg") == 1 and b.queued("cfgspecial") == 1
-    assert "expected key = value" in r.stderr and "bad setting unknown" in r.stderr
-
-
-def test_config_file_timeouts_and_runtime_override(tmp_path: Path, gearmand: Gearmand) -> None:
-    cnf = tmp_path / "x.cnf"
-    cnf.write_text(f"servers={gearmand.address}\ndo_timeout_ms=300\n")
-    r = _child(f"""
-        import time
-        from harness import call_once, Arg
-        t = time.monotonic()
-        assert call_once("gman_do", b"nobody", b"w") is None
-        print(round(time.monotonic() - t, 2))
-        # run time wins over the file
-        assert call_once("gman_servers_set", Arg(b"127.0.0.1:{free_port()}", const=True))
-        assert call_once("gman_do_background", b"rt", b"w") is None
-        """, GEARSYNC_UDF_CONFIG=str(cnf))
-    assert r.returncode == 0, r.stderr
-    assert 0.25 <= float(r.stdout) < 1.5
-    assert gearmand.queued("rt") == 0
-
-
-def test_no_config_file_defaults(tmp_path: Path) -> None:
-    r = _child("""
-        from harness import call_once, Arg
-        print(call_once("gearsync_do_timeout_set", Arg(None)), call_once("gearsync_timeout_set", Arg(None)))
-        """, GEARSYNC_UDF_CONFIG=str(tmp_path / "missing.cnf"))
-    assert r.returncode == 0, r.stderr
-    assert r.stderr == ""

@@ -94,3 +94,33 @@ def test_makefile_fragment_rebuilds_on_source_change(tmp_path) -> None:
     r = subprocess.run(["make", "-q", "-f", "udf/udf.mk", "udf"], cwd=harness.ROOT)
     assert r.returncode == 0
     assert re.search(r"udf/\S+\.c", open(harness.ROOT / "build/udf/json.d").read())
+
+
+def _install_udf(plugin, *extra: str) -> subprocess.CompletedProcess:
+    return subprocess.run(["make", "-s", "-C", str(harness.ROOT), "install-udf",
+                           f"PLUGIN_DIR={plugin}", *extra], capture_output=True, text=True)
+
+
+def test_make_install_udf_writes_a_locked_cnf_and_never_overwrites_it(tmp_path) -> None:
+    plugin = tmp_path / "plugin"
+    r = _install_udf(plugin, "GEARMAN_SERVERS=gm1:4731, gm2")
+    assert r.returncode == 0, r.stderr
+    cnf = plugin / "gearsync_udf.cnf"
+    settings = [ln for ln in cnf.read_text().splitlines() if ln and not ln.startswith("#")]
+    assert settings == ["servers = gm1:4731, gm2", "lock = on"]
+    assert f"wrote {cnf}" in r.stdout
+    # the installed library reads it: locked, its servers from the file
+    child = harness.run_child("""
+        from harness import init_error, Arg
+        print(init_error("gman_servers_set", Arg(b"x:1", const=True)))
+        """, so=plugin / "gearsync_udf.so")
+    assert child.stdout.strip() == "gman_servers_set: locked by gearsync_udf.cnf (lock = on)"
+    assert "servers gm1:4731,gm2:4730 from the file" in child.stderr
+    # an edited (or an operator's own) file is kept
+    cnf.write_text("servers = other:1\n")
+    r = _install_udf(plugin)
+    assert r.returncode == 0 and f"kept the existing {cnf}" in r.stdout
+    assert cnf.read_text() == "servers = other:1\n"
+    # the default list is written explicitly
+    r = _install_udf(tmp_path / "p2")
+    assert "servers = 127.0.0.1:4730" in (tmp_path / "p2" / "gearsync_udf.cnf").read_text()
