@@ -153,7 +153,8 @@ EXPECTED = {
     "gman_do_background": ("str", "function"), "gman_do_high_background": ("str", "function"),
     "gman_do_low_background": ("str", "function"), "gman_sum": ("int", "aggregate"),
     "gearsync_udf_info": ("str", "function"), "gearsync_timeout_set": ("int", "function"),
-    "gearsync_do_timeout_set": ("int", "function"),
+    "gearsync_do_timeout_set": ("int", "function"), "gearsync_send": ("str", "function"),
+    "gearsync_send_flush": ("int", "function"), "gearsync_seq": ("int", "function"),
 }
 
 
@@ -415,8 +416,8 @@ def test_locked_root_writers_stay_bounded_with_gearmand_hung(locked: Gearmand, d
                                                              nobody: Any) -> None:
     """The attack of issue 12: a login without privileges raises the timeout, gearmand hangs,
     root's writers block.  Under lock = on the raise is refused and every write returns
-    within the cnf's 300 ms (gearsync_send: past its 1,024-job window; gman_do_background:
-    once, then the breaker)."""
+    within the cnf's 300 ms (gearsync_send never waits for gearmand; gman_do_background
+    waits once, then the breaker opens)."""
     gm = locked
     with pytest.raises(pymysql.err.OperationalError):
         q(nobody, "SELECT gearsync_timeout_set(3600000)")
@@ -477,6 +478,55 @@ def test_restart_without_cnf_says_where_the_list_came_from(db: MariaDB, plugin_d
     line = origin_lines(db)[-1]
     assert f"config {plugin_dir / 'gearsync_udf.cnf'} (none)" in line
     assert "servers 127.0.0.1:4730 from the built-in default" in line and "lock off" in line
+
+
+# ------------------------------------------------------------------ unload
+
+def sender_threads(pid: int) -> int:
+    """mariadbd's threads named gearsync_send (the library's sender)."""
+    n = 0
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        try:
+            n += (task / "comm").read_text().strip() == "gearsync_send"
+        except OSError:  # the thread exited meanwhile
+            pass
+    return n
+
+
+def test_drop_every_function_then_create_again_leaks_no_thread_or_memory(db: MariaDB,
+                                                                          gm: Gearmand) -> None:
+    """uninstall.sql (DROP FUNCTION of every function: mysqld dlcloses the library, whose
+    destructor delivers the queue and joins the sender thread), then install.sql again, ten
+    times, with 2 MB of records each time (the queue's pages are touched): one sender thread
+    at most, none after each unload, every record delivered, mariadbd's RSS flat."""
+    from gearsync.envelope import decode
+    from gearsync.testing.peers import grab_all
+
+    pid = db.proc.pid
+    rss = []
+    for cycle in range(10):
+        db.source(REPO_ROOT / "sql" / "install.sql")
+        c = db.connect(database="udft")
+        one(c, "SELECT gman_servers_set(%s)", (gm.address,))
+        q(c, "DROP TABLE IF EXISTS un_t")
+        q(c, "CREATE TABLE un_t (id INT PRIMARY KEY, name TEXT)")
+        q(c, "CREATE TRIGGER un_t_ai AFTER INSERT ON un_t FOR EACH ROW "
+             "DO gearsync_send('unfn', CONCAT(NEW.id, ':', NEW.name))")
+        q(c, "INSERT INTO un_t SELECT seq, REPEAT('x', 1000) FROM seq_1_to_2000")
+        assert sender_threads(pid) == 1
+        q(c, "DROP TABLE un_t")  # no trigger may keep the library in use
+        c.close()
+        db.source(REPO_ROOT / "sql" / "uninstall.sql")  # unloads: delivers, joins the thread
+        assert sender_threads(pid) == 0, f"cycle {cycle}: sender thread left after unload"
+        jobs = grab_all(gm, b"unfn")
+        recs = [p for _, w in jobs for _, p in decode(b"unfn", w, None)]
+        assert sorted(int(p.split(b":")[0]) for p in recs) == list(range(1, 2001)), cycle
+        rss.append(rss_kb(pid))
+    db.source(REPO_ROOT / "sql" / "install.sql")
+    print(f"unload cycles: mariadbd VmRSS after each (kB): {rss}")
+    assert "library unloaded with" not in db.log_path.read_text()  # nothing was left behind
+    if not ASAN:
+        assert max(rss[2:]) - rss[2] < 8 * 1024, rss  # a leaked queue would add ~2 MiB a cycle
 
 
 # ------------------------------------------------------------------ concurrency

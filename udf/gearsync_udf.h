@@ -18,14 +18,18 @@
  * hidden).
  *
  * Include graph (arrows point at what a file uses; no cycles):
- *   SQL families -> gs_config -> gs_servers, gs_timeouts, gs_breaker, gs_log
+ *   SQL families -> gs_config, gs_client, gs_sender, gs_seq, gs_json, ...
+ *   gs_library   -> gs_sender, gs_thread, gs_servers (load/unload order)
+ *   gs_sender    -> gs_queue, gs_envelope, gs_config, gs_servers, gs_breaker,
+ *                   gs_timeouts, gs_net, gs_buf, gs_clock, gs_log
  *   gs_client    -> gs_thread, gs_servers, gs_breaker, gs_timeouts, gs_clock
- *   gs_pipe      -> gs_thread, gs_servers, gs_breaker, gs_timeouts, gs_clock,
- *                   gs_net, gs_log
+ *   gs_config    -> gs_servers, gs_timeouts, gs_breaker, gs_log
+ *   gs_envelope  -> gs_sha256
  *   gs_breaker   -> gs_timeouts, gs_clock
- *   gs_thread    -> gs_buf, gs_timeouts
+ *   gs_thread    -> gs_buf, gs_timeouts, gs_clock
  *   gs_json      -> gs_buf
- *   leaves: gs_buf, gs_clock, gs_log, gs_net, gs_servers, gs_timeouts
+ *   leaves: gs_buf, gs_clock, gs_log, gs_net, gs_queue, gs_seq, gs_servers,
+ *           gs_sha256, gs_timeouts
  */
 #ifndef GEARSYNC_UDF_H
 #define GEARSYNC_UDF_H

@@ -20,6 +20,8 @@
  *   lock = on|off             on: gman_servers_set, gearsync_timeout_set and
  *                             gearsync_do_timeout_set refuse at run time
  *                             (default off)
+ *   queue_mib = 16            gearsync_send's queue: records queued or not
+ *                             yet acknowledged by gearmand (1..1024 MiB)
  *   secret = <text>           HMAC-SHA256 key of the envelopes gearsync_send
  *   secret_file = <path>      produces: the text itself, or the whole content
  *                             of a file (one trailing newline dropped) that
@@ -55,6 +57,7 @@ static pthread_once_t gs_config_once = PTHREAD_ONCE_INIT;
 
 /* Written once, by the pthread_once routine; read-only afterwards. */
 static int gs_locked;
+static size_t gs_queue_bytes = (size_t)GS_QUEUE_MIB_DEFAULT << 20;
 static unsigned char gs_secret[GS_SECRET_MAX];
 static size_t gs_secret_len;
 
@@ -190,6 +193,12 @@ static int gs_config_apply(const char *key, const char *value,
         if (hi < lo)
             hi = lo;
         gs_breaker_set(lo, hi);
+        return 0;
+    }
+    if (strcmp(key, "queue_mib") == 0) {
+        if (gs_parse_long(value, 1, GS_QUEUE_MIB_MAX, &ms))
+            return -1;
+        gs_queue_bytes = (size_t)ms << 20;
         return 0;
     }
     if (strcmp(key, "lock") == 0) {
@@ -340,6 +349,12 @@ int gs_config_locked(void)
 {
     gs_config_load();
     return gs_locked;
+}
+
+size_t gs_config_queue_bytes(void)
+{
+    gs_config_load();
+    return gs_queue_bytes;
 }
 
 size_t gs_config_secret(const unsigned char **key)

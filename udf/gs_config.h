@@ -18,6 +18,9 @@
 #define GS_SERVERS_ENV "GEARSYNC_UDF_SERVERS"
 /* Longest secret, bytes. */
 #define GS_SECRET_MAX 1024
+/* gearsync_send's queue (queued + unacknowledged records), MiB. */
+#define GS_QUEUE_MIB_DEFAULT 16
+#define GS_QUEUE_MIB_MAX 1024
 
 /* Read the config file and the environment once (first caller wins, the
    others wait until it is read), then log where the settings came from. */
@@ -28,5 +31,7 @@ void gs_config_load(void) GS_HIDDEN;
 int gs_config_locked(void) GS_HIDDEN;
 /* The envelope secret: its length (0 = none) and *key its bytes. */
 size_t gs_config_secret(const unsigned char **key) GS_HIDDEN;
+/* The size of gearsync_send's queue, bytes. */
+size_t gs_config_queue_bytes(void) GS_HIDDEN;
 
 #endif /* GEARSYNC_GS_CONFIG_H */

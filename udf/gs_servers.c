@@ -272,7 +272,7 @@ int gs_route_refresh(gs_route *r, const char *function)
     return 1;
 }
 
-__attribute__((destructor)) static void gs_servers_unload(void)
+void gs_servers_unload(void)
 {
     pthread_mutex_lock(&gs_servers_lock);
     free(gs_fn_lists);

@@ -51,4 +51,7 @@ typedef struct gs_route {
    list r holds changed, 0 when not, -1 when the list cannot be parsed. */
 int gs_route_refresh(gs_route *r, const char *function) GS_HIDDEN;
 
+/* Library unload (gs_library.c): free the per-function lists. */
+void gs_servers_unload(void) GS_HIDDEN;
+
 #endif /* GEARSYNC_GS_SERVERS_H */

@@ -7,10 +7,11 @@
  * function) when the thread exits.
  *
  * Every gs_thread is also on a mutex-protected registry, so that the library
- * destructor (dlclose: DROP FUNCTION of the last gearsync UDF unloads the
- * .so) can free all of them and delete the key -- otherwise, at thread exit,
- * glibc would call a destructor in unmapped code and crash mysqld.  mysqld
- * only unloads a UDF library that no statement is using.
+ * unload (gs_thread_unload from gs_library.c's destructor; dlclose: DROP
+ * FUNCTION of the last gearsync UDF unloads the .so) can free all of them
+ * and delete the key -- otherwise, at thread exit, glibc would call a
+ * destructor in unmapped code and crash mysqld.  mysqld only unloads a UDF
+ * library that no statement is using.
  *
  * Unique ids (gs_thread_unique): "gs-<nonce>-<thread serial>-<counter>" in
  * hex; nonce is 64 random bits read at load (getrandom), serial a process
@@ -174,7 +175,7 @@ void gs_json_buf_give(gs_buf *b)
     free(b);
 }
 
-__attribute__((constructor)) static void gs_library_load(void)
+void gs_thread_load(void)
 {
     uint64_t n = 0;
 
@@ -188,7 +189,7 @@ __attribute__((constructor)) static void gs_library_load(void)
     gs_key_ok = pthread_key_create(&gs_key, gs_thread_destroy) == 0;
 }
 
-__attribute__((destructor)) static void gs_library_unload(void)
+void gs_thread_unload(void)
 {
     gs_thread *t, *next;
     uint64_t deadline;

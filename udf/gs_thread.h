@@ -21,7 +21,7 @@
 /* Unique ids: at most this long, NUL included. */
 #define GS_UNIQUE_LEN 64
 
-typedef enum { GS_SLOT_CLIENT = 0, GS_SLOT_PIPE = 1, GS_SLOTS } gs_slot;
+typedef enum { GS_SLOT_CLIENT = 0, GS_SLOTS } gs_slot;
 
 /* Frees a slot's state; may wait up to wait_ms for it to finish work. */
 typedef void (*gs_slot_free)(void *state, int wait_ms);
@@ -40,5 +40,11 @@ void gs_thread_unique(gs_thread *t, char *out) GS_HIDDEN;
 /* Cached json buffers: take one (or malloc), give one back (or free). */
 gs_buf *gs_json_buf_take(void) GS_HIDDEN;
 void gs_json_buf_give(gs_buf *b) GS_HIDDEN;
+
+/* Library load / unload (gs_library.c): create the pthread key; free every
+   thread's state and delete the key, so that no key destructor points into
+   the unloaded library when a thread exits later. */
+void gs_thread_load(void) GS_HIDDEN;
+void gs_thread_unload(void) GS_HIDDEN;
 
 #endif /* GEARSYNC_GS_THREAD_H */

@@ -1,43 +1,53 @@
 /*
- * send.c -- gearsync_send / gearsync_send_flush: pipelined background jobs,
- * "one send, no wait" per row (the connection lives in gs_pipe.c).
+ * send.c -- gearsync_send / gearsync_send_flush / gearsync_seq: records
+ * handed to the library's one sender per mysqld (gs_sender.c), batched into
+ * background jobs whose workload is an envelope (gs_envelope.h).
  *
- * SQL:   gearsync_send(function, workload[, unique]) -> STRING
+ * SQL:   gearsync_send(function, workload[, route]) -> STRING
  *   CREATE FUNCTION gearsync_send RETURNS STRING SONAME 'gearsync_udf.so';
- *   Queues a background job (SUBMIT_JOB_BG) for `function` on the first
- *   reachable server of the gman_servers_set() list, over one TCP connection
- *   per server thread, WITHOUT waiting for gearmand's JOB_CREATED: the acks
- *   are read back on later calls, at most 1024 jobs / 1 MiB unacknowledged
- *   per thread before a call waits (up to the gearsync_timeout_set() timeout,
- *   default 250 ms).  Typical use, in a row trigger:
+ *   Takes a version (gearsync_seq's counter) for the record and copies
+ *   (version, workload) into the sender's bounded queue, then returns the
+ *   version as decimal text -- it never waits for the network.  The sender
+ *   thread puts the queued records of one Gearman function into one
+ *   background job (a batch of at most 256 records / 256 KiB) for the first
+ *   reachable server of the gman_servers_set() list, keeps each batch until
+ *   gearmand acknowledged it, and re-sends it after a lost connection
+ *   (at-least-once).  Typical use, in a row trigger:
  *     DO gearsync_send('syncToRedis', udf_json_object(NEW.id AS id, NEW.name AS name))
- *   Returns the job's unique id (the job reference: the caller's unique, or
- *   a generated "gp-<nonce>-<thread>-<counter>") once the packet was handed
- *   to the socket.  Unlike gman_do_background, a non-NULL result does NOT
- *   prove gearmand queued the job: a job whose connection is lost before its
- *   ack arrives is reported (count only) in mysqld's error log as possibly
- *   lost.  gearsync_send_flush() waits for the acks.
- *   NULL behaviour: returns NULL -- it never raises -- when the job was not
- *   handed to a connection: no job server reachable (then for a backoff of
- *   100 ms .. 2 s every call returns NULL at once), window still full after
- *   the timeout (hung gearmand: the connection is dropped), a NULL or empty
- *   function or one longer than 511 bytes, a caller's unique longer than 63
- *   bytes or containing NUL.  A NULL workload is sent as an empty one; a
- *   NULL or empty unique makes the library generate one.  The workload is
- *   sent byte for byte (NUL bytes included).
+ *   The job's workload is "GS1" flags record+ [mac]: per record its version
+ *   (u64 BE), length (u32 BE) and bytes; with a secret in gearsync_udf.cnf
+ *   an HMAC-SHA256 of function || NUL || the rest (gearsync/envelope.py
+ *   decodes it).  route (any value; NULL = none) is hashed and kept with the
+ *   record for spreading over several job servers later; it changes nothing
+ *   today (older triggers pass a unique id there: harmless).
+ *   NULL behaviour: returns NULL -- it never raises -- only when the record
+ *   was not accepted: the queue is full (gearmand unreachable or slower than
+ *   the writers for long enough to fill queue_mib, 16 MiB by default; one
+ *   error-log line per second says how many), the record is larger than a
+ *   quarter of the queue, the function is NULL, empty, longer than 511 bytes
+ *   or contains NUL, or the library is being unloaded.  A NULL workload is
+ *   sent as an empty one; the workload is sent byte for byte.
  *
  * SQL:   gearsync_send_flush() -> INTEGER
  *   CREATE FUNCTION gearsync_send_flush RETURNS INTEGER SONAME 'gearsync_udf.so';
- *   Waits up to the timeout until gearmand has acknowledged every job that
- *   gearsync_send queued on THIS server thread (i.e. this connection, with
- *   one-thread-per-connection), and returns how many are still
- *   unacknowledged (including any lost while waiting): 0 = every job
- *   reached gearmand.  Never NULL.
+ *   Waits up to the background timeout until gearmand has acknowledged every
+ *   record accepted so far in this mysqld (any connection's), and returns
+ *   how many of them are still not: 0 = every record reached gearmand.
+ *   Never NULL.
+ *
+ * SQL:   gearsync_seq() -> INTEGER
+ *   CREATE FUNCTION gearsync_seq RETURNS INTEGER SONAME 'gearsync_udf.so';
+ *   A fresh value of the same per-mysqld counter gearsync_send takes its
+ *   versions from: max(last + 1, CLOCK_REALTIME in microseconds), strictly
+ *   increasing, below 2^53 (gs_seq.h).  For triggers that store the version
+ *   themselves (safe mode's outbox).  Never NULL.
  */
 #include "gearsync_udf.h"
 #include "gs_args.h"
 #include "gs_config.h"
-#include "gs_pipe.h"
+#include "gs_sender.h"
+#include "gs_seq.h"
+#include "gs_timeouts.h"
 
 #include <stdio.h>
 #include <string.h>
@@ -48,13 +58,19 @@ GS_EXPORT void gearsync_send_deinit(UDF_INIT *initid);
 GS_EXPORT char *gearsync_send(UDF_INIT *initid, UDF_ARGS *args, char *result,
                               unsigned long *length, char *is_null,
                               char *error);
-GS_EXPORT my_bool gearsync_send_flush_init(UDF_INIT *initid, UDF_ARGS *args,
-                                           char *message);
-GS_EXPORT void gearsync_send_flush_deinit(UDF_INIT *initid);
-GS_EXPORT long long gearsync_send_flush(UDF_INIT *initid, UDF_ARGS *args,
-                                        char *is_null, char *error);
 
 /* ---------------------------------------------------------- gearsync_send */
+
+/* FNV-1a, 32 bits: the route hash kept with each record. */
+static uint32_t gs_route_hash(const char *s, size_t n)
+{
+    uint32_t h = 2166136261U;
+    size_t i;
+
+    for (i = 0; i < n; i++)
+        h = (h ^ (unsigned char)s[i]) * 16777619U;
+    return h;
+}
 
 my_bool gearsync_send_init(UDF_INIT *initid, UDF_ARGS *args, char *message)
 {
@@ -62,7 +78,7 @@ my_bool gearsync_send_init(UDF_INIT *initid, UDF_ARGS *args, char *message)
 
     if (args->arg_count < 2 || args->arg_count > 3) {
         snprintf(message, MYSQL_ERRMSG_SIZE,
-                 "gearsync_send: expects (function, workload[, unique])");
+                 "gearsync_send: expects (function, workload[, route])");
         return 1;
     }
     gs_config_load();
@@ -70,7 +86,7 @@ my_bool gearsync_send_init(UDF_INIT *initid, UDF_ARGS *args, char *message)
         args->arg_type[i] = STRING_RESULT;
     initid->ptr = NULL; /* nothing per statement: triggers init per row */
     initid->maybe_null = 1;
-    initid->max_length = GS_PIPE_UNIQUE_MAX;
+    initid->max_length = 20; /* a u64 in decimal */
     initid->const_item = 0;
     return 0;
 }
@@ -83,46 +99,37 @@ void gearsync_send_deinit(UDF_INIT *initid)
 char *gearsync_send(UDF_INIT *initid, UDF_ARGS *args, char *result,
                     unsigned long *length, char *is_null, char *error)
 {
-    size_t ulen = 0;
-    const char *unique = NULL;
-    size_t n = 0;
+    const char *fn = args->args[0];
+    size_t flen = fn != NULL ? args->lengths[0] : 0;
+    uint32_t route = 0;
+    uint64_t version;
+    int n;
 
     (void)initid;
     (void)error;
-    if (args->arg_count > 2 && args->args[2] != NULL) {
-        unique = args->args[2];
-        ulen = args->lengths[2];
-    }
-    /* result holds 255 bytes >= GS_PIPE_UNIQUE_BUF */
-    if (gs_pipe_send(args->args[0], args->args[0] ? args->lengths[0] : 0,
-                     unique, ulen, args->args[1],
-                     args->args[1] ? args->lengths[1] : 0, result, &n)) {
-        *is_null = 1;
-        return NULL;
-    }
+    if (fn == NULL || flen == 0 || flen > GS_FUNCTION_NAME_MAX ||
+        memchr(fn, '\0', flen) != NULL)
+        goto null;
+    if (args->arg_count > 2 && args->args[2] != NULL)
+        route = gs_route_hash(args->args[2], args->lengths[2]);
+    version = gs_seq_next(); /* in the trigger: under the row's lock */
+    if (gs_sender_submit(fn, flen, args->args[1],
+                         args->args[1] != NULL ? args->lengths[1] : 0, route,
+                         version))
+        goto null;
+    n = snprintf(result, 255, "%llu", (unsigned long long)version);
     *length = (unsigned long)n;
     return result;
+null:
+    *is_null = 1;
+    return NULL;
 }
 
-/* ---------------------------------------------------- gearsync_send_flush */
+/* ------------------------------------- gearsync_send_flush, gearsync_seq */
 
-my_bool gearsync_send_flush_init(UDF_INIT *initid, UDF_ARGS *args,
-                                 char *message)
-{
-    return gs_init_no_args("gearsync_send_flush", initid, args, message);
-}
-
-void gearsync_send_flush_deinit(UDF_INIT *initid)
-{
-    (void)initid;
-}
-
-long long gearsync_send_flush(UDF_INIT *initid, UDF_ARGS *args, char *is_null,
-                              char *error)
-{
-    (void)initid;
-    (void)args;
-    (void)is_null;
-    (void)error;
-    return gs_pipe_flush();
-}
+GS_DEFINE_INT_UDF(gearsync_send_flush,
+                  gs_init_no_args("gearsync_send_flush", initid, args, message),
+                  gs_sender_flush(gs_timeout_get(GS_TIMEOUT_BG)))
+GS_DEFINE_INT_UDF(gearsync_seq,
+                  gs_init_no_args("gearsync_seq", initid, args, message),
+                  (long long)gs_seq_next())

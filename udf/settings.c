@@ -24,6 +24,7 @@
  * server restarts.
  */
 #include "gearsync_udf.h"
+#include "gs_args.h"
 #include "gs_config.h"
 #include "gs_timeouts.h"
 
@@ -72,24 +73,9 @@ null:
     return 0;
 }
 
-#define GS_DEFINE_MS_SETTER(name, kind)                                       \
-    GS_EXPORT my_bool name##_init(UDF_INIT *initid, UDF_ARGS *args,          \
-                                  char *message);                            \
-    GS_EXPORT void name##_deinit(UDF_INIT *initid);                           \
-    GS_EXPORT long long name(UDF_INIT *initid, UDF_ARGS *args, char *is_null, \
-                             char *error);                                   \
-    my_bool name##_init(UDF_INIT *initid, UDF_ARGS *args, char *message)      \
-    {                                                                         \
-        return gs_ms_init(#name, initid, args, message);                      \
-    }                                                                         \
-    void name##_deinit(UDF_INIT *initid) { (void)initid; }                    \
-    long long name(UDF_INIT *initid, UDF_ARGS *args, char *is_null,           \
-                   char *error)                                               \
-    {                                                                         \
-        (void)initid;                                                         \
-        (void)error;                                                          \
-        return gs_ms_set(kind, args, is_null);                                \
-    }
-
-GS_DEFINE_MS_SETTER(gearsync_timeout_set, GS_TIMEOUT_BG)
-GS_DEFINE_MS_SETTER(gearsync_do_timeout_set, GS_TIMEOUT_FG)
+GS_DEFINE_INT_UDF(gearsync_timeout_set,
+                  gs_ms_init("gearsync_timeout_set", initid, args, message),
+                  gs_ms_set(GS_TIMEOUT_BG, args, is_null))
+GS_DEFINE_INT_UDF(gearsync_do_timeout_set,
+                  gs_ms_init("gearsync_do_timeout_set", initid, args, message),
+                  gs_ms_set(GS_TIMEOUT_FG, args, is_null))

@@ -83,6 +83,7 @@ FUNCTIONS = {
     "gearsync_timeout_set": "int",
     "gearsync_send": "string",
     "gearsync_send_flush": "int",
+    "gearsync_seq": "int",
     "gearsync_do_timeout_set": "int",
 }
 
@@ -119,6 +120,9 @@ TEST_CDEF = """
 void gs_test_sha256(const void *msg, size_t n, unsigned char *out);
 void gs_test_hmac_sha256(const void *key, size_t klen, const void *msg, size_t n,
                          unsigned char *out);
+size_t gs_test_envelope(const char *function, size_t flen, const void *secret, size_t slen,
+                        size_t n, const uint64_t *versions, const unsigned char **payloads,
+                        const uint32_t *lens, unsigned char *out, size_t cap);
 """
 test_ffi = cffi.FFI()
 test_ffi.cdef(TEST_CDEF)

@@ -16,6 +16,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import harness
+from gearsync.testing.processes import wait_for
+from gearsync.testing.stack import Gearmand
 from harness import (DECIMAL_RESULT, INT_RESULT, REAL_RESULT, STRING_RESULT, Arg, Udf,
                      UdfError, UdfInitError, call_once)
 
@@ -34,14 +36,19 @@ DEAD = f"127.0.0.1:{_closed_port()}".encode()
 
 
 @pytest.fixture(autouse=True, scope="module")
-def dead_servers():
-    """Jobs go to a closed port (refused at once, then the breaker): no waiting."""
+def dead_servers(tmp_path_factory: pytest.TempPathFactory):
+    """Jobs go to a closed port (refused at once, then the breaker): no waiting.  The records
+    gearsync_send accepted meanwhile wait in the process's queue for a reachable server: they
+    are delivered to a throwaway gearmand afterwards, so no later test receives them."""
     call_once("gman_servers_set", Arg(DEAD, const=True))
     call_once("gearsync_timeout_set", 50)
     call_once("gearsync_do_timeout_set", 50)
     yield
     call_once("gearsync_timeout_set", 250)
     call_once("gearsync_do_timeout_set", 5000)
+    with Gearmand(tmp_path_factory.mktemp("drain"), threads=1) as g:
+        call_once("gman_servers_set", Arg(g.address.encode(), const=True))
+        assert wait_for(lambda: call_once("gearsync_send_flush") == 0, 30)
 
 
 def _big(n: int, seed: int) -> bytes:
