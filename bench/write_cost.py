@@ -1,91 +1,154 @@
-"""Safe-mode performance guard: single-row autocommit INSERT rows/s with no trigger, the
-direct-mode trigger and the safe-mode (outbox) trigger, measured in one run, interleaved.
+"""What a writer pays for the triggers, at both durability settings, old sender vs new, in one run.
 
-Target: safe >= 0.70x no trigger (the seed's direct trigger: 0.50x). One connection of the
-`mariadb` C client per measurement; a safe-mode worker drains the outbox meanwhile (as in
-production the outbox stays small). Two server settings: the throwaway stack's
-`innodb_flush_log_at_trx_commit=2` ("fast": no fsync per commit, the trigger's cost is the
-whole difference) and MariaDB's default `=1` ("durable": an fsync per commit). Where the UDF
-library has `gearsync_send` (pipelined, no wait for gearmand's ack) the safe trigger is also
-measured with it as the doorbell. `bench/trigger_cost.py` measures more workloads.
+For each setting the database is STARTED with it -- `innodb_flush_log_at_trx_commit=1` (MariaDB's
+default: an fsync per commit) and `=2` -- never switched with SET GLOBAL (see
+bench/flush_switch.py for why that matters); doublewrite stays at its default (on) in both.
+One server per setting, one `mariadb` C client connection per measurement, no worker (jobs
+queue in gearmand: the database side alone).
+
+Tables: no trigger [the baseline of every ratio], the direct trigger (`gearsync_send(
+'syncToRedis', udf_json_object(...))`, like sql/install.sql's test.test), the safe trigger
+(outbox row + `gearsync_send` doorbell, from gearsync.triggers.safe_triggers), and the seed's
+recipe (`gman_do_background`, waits for gearmand's answer) for reference. The direct and safe
+triggers run with the NEW sender (this tree: one sender thread, batched envelopes) and with the
+OLD one (the per-thread pipe: one job per row; the library built from the commit before
+udf/gs_sender.c was added), switched by DROP/CREATE FUNCTION gearsync_send ... SONAME between
+measurements in the same server.
+
+Workloads: N single-row autocommit INSERTs, N single-row UPDATEs, one 20,000-row
+INSERT ... SELECT. For each: rows/s (ratio to no trigger) and the CPU per row of mariadbd and of
+gearmand (from /proc, user + system).
+
+Targets (issue 14, at flush=1): direct >= 0.90x and safe >= 0.80x for single-row INSERT and
+UPDATE; 20,000-row INSERT direct >= 0.50x, safe >= 0.30x.
 """
 
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 
-from common import QUICK, ROOT, Report, Stack, WorkerProcess, mysql_client, repeats
+from common import QUICK, ROOT, Report, Stack, mysql_client, repeats
 
 from gearsync.triggers import safe_triggers
 
-N = 2_000 if QUICK else 6_000
-BASE = "INSERT, no trigger"
+N = 500 if QUICK else 2_000
+BULK = 20_000
+SETTINGS = os.environ.get("WRITE_COST_FLUSH", "1,2")
 
 
-def _stack(name: str, durable: bool) -> Stack:
-    base = ROOT / ".run" / f"bench-{name}"
-    subprocess.run(["rm", "-rf", str(base)], check=True)
-    stack = Stack(base_dir=base, durable=durable).start()
-    stack.install_sql()
-    return stack
+def old_library(dest: str) -> str:
+    """Build the library as it was before the new sender (udf/gs_sender.c) into dest."""
+    added = subprocess.run(["git", "log", "--diff-filter=A", "--format=%H", "-1", "--", "udf/gs_sender.c"],
+                           cwd=ROOT, capture_output=True, text=True, check=True).stdout.strip()
+    rev = os.environ.get("BENCH_OLD_REV") or f"{added}^"
+    src = ROOT / ".run" / "bench-old-src"
+    shutil.rmtree(src, ignore_errors=True)
+    src.mkdir(parents=True)
+    archive = subprocess.run(["git", "archive", rev, "udf", "gearsync/__init__.py"], cwd=ROOT,
+                             capture_output=True, check=True).stdout
+    subprocess.run(["tar", "-x", "-C", str(src)], input=archive, check=True)
+    subprocess.run(["make", "-s", "-f", "udf/udf.mk", "udf"], cwd=src, check=True,
+                   stdout=subprocess.DEVNULL)
+    shutil.copy(src / "build" / "gearsync_udf.so", dest)
+    return rev
 
 
-def _cpu(pid: int) -> float:
-    """User + system CPU seconds of a process so far."""
+def cpu_seconds(pid: int) -> float:
     fields = open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def measure(report: Report, durable: bool) -> None:
-    setting = "durable" if durable else "fast"
-    stack = _stack(f"write-cost-{setting}", durable)
-    worker = None
+def workloads(table: str) -> dict[str, tuple[str | None, str, int]]:
+    """phase -> (setup SQL or None, timed SQL, rows)."""
+    single = "".join(f"INSERT INTO {table} VALUES ({i}, 'name {i}');\n" for i in range(N))
+    update = "".join(f"UPDATE {table} SET name = 'updated {i}' WHERE id = {i};\n" for i in range(N))
+    bulk = f"INSERT INTO {table} SELECT seq, CONCAT('name ', seq) FROM bench.seq_1_to_{BULK};\n"
+    return {"single-row INSERT": (f"TRUNCATE {table}", single, N),
+            "single-row UPDATE": (None, update, N),
+            f"{BULK:,}-row INSERT…SELECT": (f"TRUNCATE {table}", bulk, BULK)}
+
+
+def use_sender(m, so: str) -> None:
+    m.execute("DROP FUNCTION IF EXISTS gearsync_send")
+    m.execute(f"CREATE FUNCTION gearsync_send RETURNS STRING SONAME '{so}'")
+
+
+def measure(report: Report, flush: int, old_so: str) -> None:
+    base = ROOT / ".run" / f"bench-write-cost-{flush}"
+    shutil.rmtree(base, ignore_errors=True)
+    plugin = base / "plugin"
+    plugin.mkdir(parents=True)
+    shutil.copy(ROOT / "build" / "gearsync_udf.so", plugin / "gearsync_udf.so")
+    shutil.copy(old_so, plugin / "gearsync_udf_old.so")
+    stack = Stack(base_dir=base, plugin_dir=plugin, durable=True)
+    assert stack.mysql is not None
+    stack.mysql.extra_args = [f"--innodb-flush-log-at-trx-commit={flush}"]  # at start, never SET GLOBAL
+    stack.start()
     try:
-        assert stack.mysql is not None
+        stack.install_sql()
         m = stack.mysql
+        got = m.execute("SELECT @@innodb_flush_log_at_trx_commit, @@innodb_doublewrite")[0]
+        setting = f"flush={got[0]}"
+        report.note(f"{setting}: server started with innodb_flush_log_at_trx_commit={got[0]}, "
+                    f"innodb_doublewrite={got[1]}")
         m.execute("CREATE DATABASE IF NOT EXISTS bench")
-        m.execute("CREATE TABLE IF NOT EXISTS bench.plain (id INT PRIMARY KEY, name VARCHAR(255)) "
-                  "ENGINE=InnoDB DEFAULT CHARSET=utf8mb4")
-        tables = {"no trigger": "bench.plain", "direct trigger": "test.test",
-                  "safe trigger (gman_do_background)": "test.test_safe"}
-        try:
-            m.execute("CREATE FUNCTION IF NOT EXISTS gearsync_send RETURNS STRING SONAME 'gearsync_udf.so'")
-            m.execute("CREATE TABLE IF NOT EXISTS bench.safe_send (id INT PRIMARY KEY, name VARCHAR(255)) "
+        for t in ("plain", "direct", "safe", "seed"):
+            m.execute(f"CREATE TABLE bench.{t} (id INT PRIMARY KEY, name VARCHAR(255)) "
                       "ENGINE=InnoDB DEFAULT CHARSET=utf8mb4")
-            for stmt in safe_triggers("bench", "safe_send", ["id"], ["name"], "test_safe:", doorbell="gearsync_send"):
-                m.execute(stmt)
-            tables["safe trigger (gearsync_send)"] = "bench.safe_send"
-        except Exception as e:  # an older library
-            report.note(f"gearsync_send not measured: {e}")
-        worker = WorkerProcess(stack.env(), gearmand=stack.gearmand, function="gearsync").start()
-        sql = {t: "".join(f"INSERT INTO {t} VALUES ({i}, 'name {i}');\n" for i in range(N)) for t in tables.values()}
-        base = f"{BASE} ({setting})"
-        pids = [p.pid for p in (m.proc, stack.gearmand.proc, worker.proc) if p is not None]
-        for _ in range(repeats(5)):
-            for label, table in tables.items():
-                mysql_client(stack, f"TRUNCATE {table}")
-                cpu0 = sum(_cpu(p) for p in pids)
-                took = mysql_client(stack, sql[table])
-                cpu = sum(_cpu(p) for p in pids) - cpu0
-                name = f"INSERT, {label} ({setting})"
-                report.add(name, N / took, "rows/s", baseline=None if name == base else base)
-                # CPU of mariadbd + gearmand + worker per row: steadier than rows/s on a busy machine
-                report.add(f"CPU/row, {label} ({setting})", cpu / N * 1e6, "us", higher_is_better=False,
-                           baseline=None if name == base else f"CPU/row, no trigger ({setting})")
-        left = m.execute("SELECT COUNT(*) FROM gearsync.outbox")[0][0]
-        report.note(f"{setting}: {left} outbox rows left when the run ended (the worker drains them)")
+        for ev, row in (("INSERT", "NEW"), ("UPDATE", "NEW")):
+            m.execute(f"CREATE TRIGGER bench.direct_{ev[0]} AFTER {ev} ON bench.direct FOR EACH ROW "
+                      f"DO gearsync_send('syncToRedis', udf_json_object({row}.id AS id, {row}.name AS name))")
+            m.execute(f"CREATE TRIGGER bench.seed_{ev[0]} AFTER {ev} ON bench.seed FOR EACH ROW "
+                      f"DO gman_do_background('syncToRedis', udf_json_object({row}.id AS id, {row}.name AS name))")
+        for stmt in safe_triggers("bench", "safe", ["id"], ["name"], "safe:", doorbell="gearsync_send"):
+            m.execute(stmt)
+        variants = [  # (label, table, library of gearsync_send)
+            ("no trigger", "bench.plain", "gearsync_udf.so"),
+            ("direct, new sender", "bench.direct", "gearsync_udf.so"),
+            ("safe, new sender", "bench.safe", "gearsync_udf.so"),
+            ("seed recipe (gman_do_background)", "bench.seed", "gearsync_udf.so"),
+            ("direct, old sender", "bench.direct", "gearsync_udf_old.so"),
+            ("safe, old sender", "bench.safe", "gearsync_udf_old.so"),
+        ]
+        pids = {"mariadbd": m.proc.pid, "gearmand": stack.gearmand.proc.pid}  # type: ignore[union-attr]
+        current = "gearsync_udf.so"
+        for _ in range(repeats(3)):
+            for label, table, so in variants:
+                if so != current:
+                    use_sender(m, so)
+                    current = so
+                for phase, (setup, sql, rows) in workloads(table).items():
+                    if setup:
+                        mysql_client(stack, setup)
+                    cpu0 = {k: cpu_seconds(p) for k, p in pids.items()}
+                    took = mysql_client(stack, sql)
+                    cpu = {k: cpu_seconds(p) - cpu0[k] for k, p in pids.items()}
+                    base_name = f"{phase}, no trigger ({setting})"
+                    name = f"{phase}, {label} ({setting})"
+                    report.add(name, rows / took, "rows/s", baseline=None if name == base_name else base_name)
+                    for proc, secs in cpu.items():
+                        report.add(f"  CPU/row {proc}, {phase}, {label} ({setting})", secs / rows * 1e6, "us",
+                                   higher_is_better=False)
+            use_sender(m, "gearsync_udf.so")
+            current = "gearsync_udf.so"
+        recs = m.execute("SELECT gearsync_send_flush()")[0][0]
+        jobs = stack.gearmand.status().get("syncToRedis", (0, 0, 0))[0]
+        report.note(f"{setting}: {jobs:,} syncToRedis jobs queued in gearmand at the end, "
+                    f"{recs} records of the new sender unacknowledged")
     finally:
-        if worker is not None:
-            worker.stop()
         stack.stop()
 
 
 def main() -> None:
-    report = Report("write_cost", f"Single-row autocommit INSERT, {N:,} rows (rows/s, mariadb C client)")
-    settings = os.environ.get("WRITE_COST_SETTINGS", "fast,durable").split(",")
-    for setting in settings:
-        measure(report, durable=setting.strip() == "durable")
+    report = Report("write_cost", f"Write cost of the triggers, old sender vs new ({N:,} single-row "
+                                  f"statements, {BULK:,}-row INSERT…SELECT; rows/s, mariadb C client)")
+    old_so = str(ROOT / ".run" / "gearsync_udf_old.so")
+    rev = old_library(old_so)
+    report.note(f"old sender: the library at {rev} (before udf/gs_sender.c)")
+    for flush in SETTINGS.split(","):
+        measure(report, int(flush), old_so)
     report.finish()
 
 

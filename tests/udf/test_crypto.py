@@ -11,19 +11,20 @@ from hypothesis import strategies as st
 
 import harness
 
-lib = harness.load_testlib()
 ffi = harness.test_ffi
 
 
 def sha256(msg: bytes) -> bytes:
+    """Through the test library, which conftest's udf_lib fixture builds before any test runs
+    (so it is loaded on first use, not at import: collection comes before fixtures)."""
     out = ffi.new("unsigned char[32]")
-    lib.gs_test_sha256(msg, len(msg), out)
+    harness.load_testlib().gs_test_sha256(msg, len(msg), out)
     return bytes(out)
 
 
 def hmac_sha256(key: bytes, msg: bytes) -> bytes:
     out = ffi.new("unsigned char[32]")
-    lib.gs_test_hmac_sha256(key, len(key), msg, len(msg), out)
+    harness.load_testlib().gs_test_hmac_sha256(key, len(key), msg, len(msg), out)
     return bytes(out)
 
 
