@@ -15,9 +15,13 @@ OLD one (the per-thread pipe: one job per row; the library built from the commit
 udf/gs_sender.c was added), switched by DROP/CREATE FUNCTION gearsync_send ... SONAME between
 measurements in the same server.
 
-Workloads: N single-row autocommit INSERTs, N single-row UPDATEs, one 20,000-row
-INSERT ... SELECT. For each: rows/s (ratio to no trigger) and the CPU per row of mariadbd and of
-gearmand (from /proc, user + system).
+Workloads: single-row autocommit INSERTs and UPDATEs, measured in chunks of N statements with
+every variant interleaved chunk by chunk, many rounds (medians: on a shared 2-core machine the
+fsync time and the neighbours' load drift within seconds), and one 20,000-row
+INSERT ... SELECT per variant and round. For each: rows/s (ratio to no trigger) and the CPU per
+row of mariadbd (its background threads included: at flush=1 InnoDB spins while it waits for
+the fsync, so CPU per row there grows with the wall time) and of gearmand (from /proc, user +
+system).
 
 Targets (issue 14, at flush=1): direct >= 0.90x and safe >= 0.80x for single-row INSERT and
 UPDATE; 20,000-row INSERT direct >= 0.50x, safe >= 0.30x.
@@ -33,7 +37,7 @@ from common import QUICK, ROOT, Report, Stack, mysql_client, repeats
 
 from gearsync.triggers import safe_triggers
 
-N = 500 if QUICK else 2_000
+N = 300 if QUICK else 500
 BULK = 20_000
 SETTINGS = os.environ.get("WRITE_COST_FLUSH", "1,2")
 
@@ -60,14 +64,17 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def workloads(table: str) -> dict[str, tuple[str | None, str, int]]:
+def single_row(table: str) -> dict[str, tuple[str | None, str, int]]:
     """phase -> (setup SQL or None, timed SQL, rows)."""
     single = "".join(f"INSERT INTO {table} VALUES ({i}, 'name {i}');\n" for i in range(N))
     update = "".join(f"UPDATE {table} SET name = 'updated {i}' WHERE id = {i};\n" for i in range(N))
-    bulk = f"INSERT INTO {table} SELECT seq, CONCAT('name ', seq) FROM bench.seq_1_to_{BULK};\n"
     return {"single-row INSERT": (f"TRUNCATE {table}", single, N),
-            "single-row UPDATE": (None, update, N),
-            f"{BULK:,}-row INSERT…SELECT": (f"TRUNCATE {table}", bulk, BULK)}
+            "single-row UPDATE": (None, update, N)}
+
+
+def bulk(table: str) -> dict[str, tuple[str | None, str, int]]:
+    sql = f"INSERT INTO {table} SELECT seq, CONCAT('name ', seq) FROM bench.seq_1_to_{BULK};\n"
+    return {f"{BULK:,}-row INSERT…SELECT": (f"TRUNCATE {table}", sql, BULK)}
 
 
 def use_sender(m, so: str) -> None:
@@ -114,7 +121,8 @@ def measure(report: Report, flush: int, old_so: str) -> None:
         ]
         pids = {"mariadbd": m.proc.pid, "gearmand": stack.gearmand.proc.pid}  # type: ignore[union-attr]
         current = "gearsync_udf.so"
-        for _ in range(repeats(3)):
+        rounds = [single_row] * repeats(8) + [bulk] * repeats(3)
+        for workloads in rounds:
             for label, table, so in variants:
                 if so != current:
                     use_sender(m, so)
@@ -142,8 +150,8 @@ def measure(report: Report, flush: int, old_so: str) -> None:
 
 
 def main() -> None:
-    report = Report("write_cost", f"Write cost of the triggers, old sender vs new ({N:,} single-row "
-                                  f"statements, {BULK:,}-row INSERT…SELECT; rows/s, mariadb C client)")
+    report = Report("write_cost", f"Write cost of the triggers, old sender vs new (chunks of {N:,} "
+                                  f"single-row statements, {BULK:,}-row INSERT…SELECT; rows/s, mariadb C client)")
     old_so = str(ROOT / ".run" / "gearsync_udf_old.so")
     rev = old_library(old_so)
     report.note(f"old sender: the library at {rev} (before udf/gs_sender.c)")

@@ -189,7 +189,8 @@ void gs_queue_close(gs_queue *q)
     pthread_mutex_unlock(&q->lock);
 }
 
-uint64_t gs_queue_wait_done(gs_queue *q, uint64_t deadline_ns)
+uint64_t gs_queue_wait_done(gs_queue *q, uint64_t deadline_ns,
+                            void (*kick)(void))
 {
     struct timespec ts = {(time_t)(deadline_ns / 1000000000ULL),
                           (long)(deadline_ns % 1000000000ULL)};
@@ -198,6 +199,11 @@ uint64_t gs_queue_wait_done(gs_queue *q, uint64_t deadline_ns)
     pthread_mutex_lock(&q->lock);
     target = q->accepted;
     q->waiters++;
+    if (q->done_upto < target && kick != NULL) {
+        pthread_mutex_unlock(&q->lock);
+        kick();
+        pthread_mutex_lock(&q->lock);
+    }
     while (q->done_upto < target && gs_now_ns() < deadline_ns)
         pthread_cond_timedwait(&q->done_cond, &q->lock, &ts);
     q->waiters--;
@@ -214,4 +220,18 @@ uint64_t gs_queue_pending(gs_queue *q)
     n = q->accepted - q->done_upto;
     pthread_mutex_unlock(&q->lock);
     return n;
+}
+
+gs_queue_stats gs_queue_look(gs_queue *q)
+{
+    gs_queue_stats st;
+
+    pthread_mutex_lock(&q->lock);
+    st.accepted = q->accepted;
+    st.pending = q->accepted - q->done_upto;
+    st.refused = q->refused;
+    st.waiters = q->waiters;
+    st.head = q->head;
+    pthread_mutex_unlock(&q->lock);
+    return st;
 }

@@ -97,9 +97,21 @@ int gs_queue_sleep(gs_queue *q, size_t end) GS_HIDDEN;
 /* Close: producers are refused from now on. */
 void gs_queue_close(gs_queue *q) GS_HIDDEN;
 /* Wait until every record accepted so far is done or deadline_ns passes;
-   the number of those still not done. */
-uint64_t gs_queue_wait_done(gs_queue *q, uint64_t deadline_ns) GS_HIDDEN;
+   kick() is called once the caller counts as a waiter (to wake the
+   consumer).  The number of those records still not done. */
+uint64_t gs_queue_wait_done(gs_queue *q, uint64_t deadline_ns,
+                            void (*kick)(void)) GS_HIDDEN;
 /* Records accepted and not yet done (queued or unacknowledged). */
 uint64_t gs_queue_pending(gs_queue *q) GS_HIDDEN;
+
+/* One locked look for the consumer. */
+typedef struct {
+    uint64_t accepted; /* records accepted so far */
+    uint64_t pending;  /* accepted, not yet done */
+    uint64_t refused;  /* refused for want of room so far */
+    unsigned waiters;  /* threads in gs_queue_wait_done */
+    size_t head;       /* the head, for gs_queue_sleep */
+} gs_queue_stats;
+gs_queue_stats gs_queue_look(gs_queue *q) GS_HIDDEN;
 
 #endif /* GEARSYNC_GS_QUEUE_H */

@@ -58,6 +58,7 @@
 #include <errno.h>
 #include <poll.h>
 #include <pthread.h>
+#include <sched.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -108,6 +109,8 @@ static struct {
     size_t rlen;
     gs_batch inflight[GS_SENDER_INFLIGHT]; /* ring of unacknowledged batches */
     unsigned ihead, icount;
+    uint64_t batched;            /* records put into batches (re-sends not counted) */
+    size_t seen_end;             /* the queue's head when it was last looked at */
     uint64_t nonce, batches;
     gs_hmac_key key;
     int sign;
@@ -260,6 +263,7 @@ static int gs_next_batch(void)
     const gs_rec *first;
     unsigned looked = 0;
 
+    S.seen_end = end;
     off = gs_queue_skip(&gs_q, gs_q.tail, end);
     while (off != end && gs_queue_rec(&gs_q, off)->state != GS_REC_QUEUED)
         off = gs_queue_skip(&gs_q, off + gs_queue_rec(&gs_q, off)->size, end);
@@ -282,6 +286,7 @@ static int gs_next_batch(void)
         }
         off = gs_queue_skip(&gs_q, off + r->size, end);
     }
+    S.batched += b->n;
     S.icount++;
     if (gs_encode(b) == 0)
         gs_disconnect("dropped: out of memory for a batch");
@@ -326,6 +331,7 @@ static int gs_read(void)
     for (;;) {
         ssize_t n;
         size_t off = 0;
+        int short_read;
 
         n = recv(S.fd, S.rbuf + S.rlen, sizeof S.rbuf - S.rlen, MSG_DONTWAIT);
         if (n == 0) {
@@ -340,6 +346,7 @@ static int gs_read(void)
             gs_disconnect(errno == ECONNRESET ? "lost (reset)" : "lost");
             return -1;
         }
+        short_read = (size_t)n < sizeof S.rbuf - S.rlen;
         S.rlen += (size_t)n;
         while (S.rlen - off >= GS_PACKET_HEADER) {
             const unsigned char *h = S.rbuf + off;
@@ -356,6 +363,8 @@ static int gs_read(void)
         }
         memmove(S.rbuf, S.rbuf + off, S.rlen - off);
         S.rlen -= off;
+        if (short_read) /* drained (more would wake the poll): spare a recv */
+            return 0;
     }
 }
 
@@ -385,13 +394,8 @@ static int gs_write(void)
     return 0;
 }
 
-static void gs_log_refused(uint64_t now)
+static void gs_log_refused(uint64_t now, uint64_t refused)
 {
-    uint64_t refused;
-
-    pthread_mutex_lock(&gs_q.lock);
-    refused = gs_q.refused;
-    pthread_mutex_unlock(&gs_q.lock);
     if (refused == S.refused_logged || now - S.refused_log_ns < 1000000000ULL)
         return;
     gs_log("gearsync_send: queue full (%zu MiB queued or unacknowledged): "
@@ -403,40 +407,57 @@ static void gs_log_refused(uint64_t now)
 
 /* --------------------------------------------------------------- thread */
 
+/* The loop.  Acknowledgements are read lazily: with a batch in flight and
+   nothing queued behind it, the sender sleeps on its eventfd (and the
+   batch's deadline) only, and reads the answer with the recv it makes before
+   the next write anyway -- a lone row costs it one wakeup, not two.  It
+   watches the socket when idle (to see a close at once), and when records
+   wait behind the batch in flight, a flush waits, or the library unloads. */
 static void *gs_sender_main(void *arg)
 {
+    struct sched_param batch = {0};
     uint64_t stop_deadline = 0;
+    int quiet = 0; /* polled since the last write: no answer, no close */
 
     (void)arg;
     pthread_setname_np(pthread_self(), "gearsync_send"); /* in ps / top -H */
+    /* SCHED_BATCH: a woken sender does not preempt the server thread that woke
+       it (a trigger mid-statement); it runs beside it or when it blocks. */
+    pthread_setschedparam(pthread_self(), SCHED_BATCH, &batch);
     for (;;) {
         struct pollfd pfd[2];
         uint64_t now = gs_now_ns(), wait_ns = UINT64_MAX;
         uint64_t tmo_ns = (uint64_t)gs_timeout_get(GS_TIMEOUT_BG) * 1000000ULL;
-        uint64_t pending = gs_queue_pending(&gs_q);
-        int nfds = 1, fresh = 0, rc;
+        gs_queue_stats st = gs_queue_look(&gs_q);
+        int eager, rc;
+        nfds_t nfds = 0;
 
         if (__atomic_load_n(&gs_stop, __ATOMIC_ACQUIRE)) {
             if (stop_deadline == 0)
                 stop_deadline = now + tmo_ns;
-            if (pending == 0 || now >= stop_deadline)
+            if (st.pending == 0 || now >= stop_deadline)
                 break;
             wait_ns = stop_deadline - now;
         }
-        gs_log_refused(now);
+        gs_log_refused(now, st.refused);
         gs_follow_list();
-        if (S.fd < 0 && pending > 0 && gs_connect() != 0) {
-            if (stop_deadline != 0)
-                break; /* unloading, no server: do not wait */
-            wait_ns = GS_RETRY_MS * 1000000ULL;
+        if (S.fd < 0 && st.pending > 0) {
+            if (gs_connect() == 0) {
+                quiet = 1;
+            } else {
+                if (stop_deadline != 0)
+                    break; /* unloading, no server: do not wait */
+                wait_ns = GS_RETRY_MS * 1000000ULL;
+            }
         }
         if (S.fd >= 0) {
-            /* a close by gearmand is seen before writing into it */
-            if (S.icount < GS_SENDER_INFLIGHT && gs_read() == 0) {
-                fresh = 1;
-                while (S.icount < GS_SENDER_INFLIGHT && gs_next_batch())
-                    ;
-            }
+            /* answers that came, and a close by gearmand, are seen before
+               writing: unless the socket was just polled quiet, read it */
+            if (!quiet && gs_read() != 0)
+                continue;
+            quiet = 0;
+            while (S.icount < GS_SENDER_INFLIGHT && gs_next_batch())
+                ;
             if (S.fd >= 0 && gs_write() != 0)
                 continue;
         }
@@ -444,46 +465,72 @@ static void *gs_sender_main(void *arg)
             uint64_t due = S.inflight[S.ihead].sent_ns + tmo_ns;
             if (now >= due) {
                 char why[64];
-                snprintf(why, sizeof why, "timed out (no answer in %d ms)",
-                         gs_timeout_get(GS_TIMEOUT_BG));
-                gs_breaker_report(S.peer, 0);
-                gs_disconnect(why);
+                if (gs_read() != 0) /* a late answer may be waiting */
+                    continue;
+                if (S.icount > 0 &&
+                    gs_now_ns() >= S.inflight[S.ihead].sent_ns + tmo_ns) {
+                    snprintf(why, sizeof why, "timed out (no answer in %d ms)",
+                             gs_timeout_get(GS_TIMEOUT_BG));
+                    gs_breaker_report(S.peer, 0);
+                    gs_disconnect(why);
+                }
                 continue;
             }
             if (due - now < wait_ns)
                 wait_ns = due - now;
         }
-        /* Sleep on the eventfd only when a new record would be sent at once
-           (connected, room in flight, nothing unbatched left) or would start
-           a connection (idle); otherwise producers need not wake us. */
-        pfd[0].fd = gs_wake_fd;
-        pfd[0].events = 0;
-        if ((S.fd < 0 && pending == 0) ||
-            (S.fd >= 0 && S.icount < GS_SENDER_INFLIGHT && fresh)) {
-            if (!gs_queue_sleep(&gs_q, gs_queue_end(&gs_q)))
-                continue;
-            pfd[0].events = POLLIN;
+        /* records queued behind a full window: the answer is awaited */
+        eager = S.fd >= 0 && S.icount > 0 &&
+                (st.accepted > S.batched || st.waiters > 0 || stop_deadline);
+        if (S.fd >= 0 && S.icount == GS_SENDER_INFLIGHT &&
+            st.accepted > S.batched) {
+            /* a new record changes nothing: no wakeup wanted */
+        } else if (S.fd >= 0 || st.pending == 0) {
+            if (!gs_queue_sleep(&gs_q, S.fd >= 0 ? S.seen_end : st.head))
+                continue; /* records arrived meanwhile */
+            pfd[nfds].fd = gs_wake_fd;
+            pfd[nfds].events = POLLIN;
+            nfds++;
         }
-        if (S.fd >= 0) {
-            pfd[1].fd = S.fd;
-            pfd[1].events = (short)(POLLIN | (S.ooff < S.out.len ? POLLOUT : 0));
-            nfds = 2;
+        if (S.fd >= 0 && (S.icount == 0 || eager || S.ooff < S.out.len)) {
+            pfd[nfds].fd = S.fd;
+            pfd[nfds].events = (short)((S.icount == 0 || eager ? POLLIN : 0) |
+                                       (S.ooff < S.out.len ? POLLOUT : 0));
+            nfds++;
         }
-        pfd[0].revents = pfd[1].revents = 0;
-        rc = poll(pfd, (nfds_t)nfds,
+        rc = poll(pfd, nfds,
                   wait_ns == UINT64_MAX ? -1 : (int)((wait_ns + 999999) / 1000000));
         if (rc < 0 && errno != EINTR)
             gs_log("gearsync_send: poll failed: %s", strerror(errno));
-        if (pfd[0].revents & POLLIN) {
-            uint64_t v;
-            if (read(gs_wake_fd, &v, sizeof v) < 0) {
-                /* EAGAIN: another wake was already read */
+        for (nfds_t i = 0; rc > 0 && i < nfds; i++) {
+            if (pfd[i].fd == gs_wake_fd) {
+                uint64_t v;
+                if ((pfd[i].revents & POLLIN) && read(gs_wake_fd, &v, sizeof v) < 0) {
+                    /* EAGAIN: another wake was already read */
+                }
+            } else if (S.fd >= 0 && (pfd[i].events & POLLIN)) {
+                if (pfd[i].revents & (POLLIN | POLLERR | POLLHUP))
+                    quiet = gs_read() == 0;
+                else
+                    quiet = 1; /* polled: nothing came, not even a close */
             }
         }
-        if (nfds == 2 && S.fd >= 0 && (pfd[1].revents & (POLLIN | POLLERR | POLLHUP)))
-            gs_read();
+        if (rc == 0 && S.fd >= 0 && nfds > 0 && pfd[nfds - 1].fd == S.fd &&
+            (pfd[nfds - 1].events & POLLIN))
+            quiet = 1;
     }
     return NULL;
+}
+
+/* gearsync_send_flush is waiting: wake the sender so that it reads the
+   answers now rather than lazily. */
+static void gs_sender_kick(void)
+{
+    uint64_t one = 1;
+
+    if (write(gs_wake_fd, &one, sizeof one) < 0) {
+        /* EAGAIN: the counter is full, the sender is awake anyway */
+    }
 }
 
 static uint64_t gs_nonce_new(void)
@@ -571,12 +618,8 @@ int gs_sender_submit(const char *function, size_t flen, const void *payload,
     if (gs_queue_put(&gs_q, function, (uint16_t)flen, payload, (uint32_t)plen,
                      route, version, &wake) == 0)
         return -1;
-    if (wake) {
-        uint64_t one = 1;
-        if (write(gs_wake_fd, &one, sizeof one) < 0) {
-            /* EAGAIN: the counter is full, the sender is awake anyway */
-        }
-    }
+    if (wake)
+        gs_sender_kick();
     return 0;
 }
 
@@ -585,7 +628,7 @@ long long gs_sender_flush(int timeout_ms)
     if (__atomic_load_n(&gs_state, __ATOMIC_ACQUIRE) != GS_SENDER_RUNNING)
         return 0;
     return (long long)gs_queue_wait_done(
-        &gs_q, gs_now_ns() + (uint64_t)timeout_ms * 1000000ULL);
+        &gs_q, gs_now_ns() + (uint64_t)timeout_ms * 1000000ULL, gs_sender_kick);
 }
 
 void gs_sender_stop(void)
@@ -594,12 +637,9 @@ void gs_sender_stop(void)
 
     pthread_mutex_lock(&gs_start_lock);
     if (gs_state == GS_SENDER_RUNNING) {
-        uint64_t one = 1;
         gs_queue_close(&gs_q);
         __atomic_store_n(&gs_stop, 1, __ATOMIC_RELEASE);
-        if (write(gs_wake_fd, &one, sizeof one) < 0) {
-            /* the thread also wakes on its own timers */
-        }
+        gs_sender_kick();
         pthread_join(gs_thread_id, NULL);
         lost = gs_queue_pending(&gs_q);
         if (lost > 0)
