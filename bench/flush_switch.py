@@ -28,10 +28,9 @@ gman_do_background trigger.
 from __future__ import annotations
 
 import os
-import shutil
 
-from common import QUICK, ROOT, Report, Stack, mysql_client, repeats
-from write_cost import cpu_seconds, old_library, use_sender
+from common import QUICK, ROOT, Report, mysql_client, repeats
+from write_cost import cpu_seconds, old_library, two_sender_stack, use_sender
 
 N = 500 if QUICK else 2_000
 CASES = {  # name: (flush at start, doublewrite, SET GLOBAL statements)
@@ -46,17 +45,9 @@ CASES = {  # name: (flush at start, doublewrite, SET GLOBAL statements)
 
 def measure(report: Report, case: str, old_so: str) -> None:
     start_flush, doublewrite, switch = CASES[case]
-    base = ROOT / ".run" / "bench-flush-switch"
-    shutil.rmtree(base, ignore_errors=True)
-    plugin = base / "plugin"
-    plugin.mkdir(parents=True)
-    shutil.copy(ROOT / "build" / "gearsync_udf.so", plugin / "gearsync_udf.so")
-    shutil.copy(old_so, plugin / "gearsync_udf_old.so")
-    stack = Stack(base_dir=base, plugin_dir=plugin, durable=True)
+    stack = two_sender_stack("flush-switch", [f"--innodb-flush-log-at-trx-commit={start_flush}",
+                                              f"--innodb-doublewrite={doublewrite}"], old_so)
     assert stack.mysql is not None
-    stack.mysql.extra_args = [f"--innodb-flush-log-at-trx-commit={start_flush}",
-                              f"--innodb-doublewrite={doublewrite}"]
-    stack.start()
     try:
         stack.install_sql()
         m = stack.mysql

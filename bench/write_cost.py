@@ -82,8 +82,11 @@ def use_sender(m, so: str) -> None:
     m.execute(f"CREATE FUNCTION gearsync_send RETURNS STRING SONAME '{so}'")
 
 
-def measure(report: Report, flush: int, old_so: str) -> None:
-    base = ROOT / ".run" / f"bench-write-cost-{flush}"
+def two_sender_stack(name: str, mysqld_args: list[str], old_so: str) -> Stack:
+    """A started stack under .run/bench-<name> whose plugin dir holds this tree's library
+    (gearsync_udf.so) and the old one (gearsync_udf_old.so); mariadbd started with
+    mysqld_args (doublewrite on unless they say otherwise)."""
+    base = ROOT / ".run" / f"bench-{name}"
     shutil.rmtree(base, ignore_errors=True)
     plugin = base / "plugin"
     plugin.mkdir(parents=True)
@@ -91,8 +94,14 @@ def measure(report: Report, flush: int, old_so: str) -> None:
     shutil.copy(old_so, plugin / "gearsync_udf_old.so")
     stack = Stack(base_dir=base, plugin_dir=plugin, durable=True)
     assert stack.mysql is not None
-    stack.mysql.extra_args = [f"--innodb-flush-log-at-trx-commit={flush}"]  # at start, never SET GLOBAL
-    stack.start()
+    stack.mysql.extra_args = list(mysqld_args)
+    return stack.start()
+
+
+def measure(report: Report, flush: int, old_so: str) -> None:
+    # the flush mode is set at start, never with SET GLOBAL
+    stack = two_sender_stack(f"write-cost-{flush}", [f"--innodb-flush-log-at-trx-commit={flush}"], old_so)
+    assert stack.mysql is not None
     try:
         stack.install_sql()
         m = stack.mysql

@@ -12,7 +12,7 @@ import subprocess
 import threading
 import time
 from pathlib import Path
-from typing import Any, Iterator, Tuple
+from typing import Any, Callable, Iterator, Tuple
 
 import pymysql
 import pytest
@@ -88,6 +88,27 @@ def own(stack: Stack, tmp_path: Path) -> Iterator[Tuple[Any, Gearmand]]:
         cur.execute(f"DROP DATABASE IF EXISTS {DB}")
         conn.close()
         g.stop()
+
+
+def in_threads(n: int, fn: Callable[[int], None], during: Callable[[], None] | None = None) -> None:
+    """fn(0) .. fn(n-1) in n threads, `during` meanwhile; an exception in any is the test's."""
+    errors: list[BaseException] = []
+
+    def run(k: int) -> None:
+        try:
+            fn(k)
+        except BaseException as e:  # noqa: BLE001 -- re-raised below
+            errors.append(e)
+
+    ts = [threading.Thread(target=run, args=(k,)) for k in range(n)]
+    for t in ts:
+        t.start()
+    if during is not None:
+        during()
+    for t in ts:
+        t.join()
+    if errors:
+        raise errors[0]
 
 
 def bulk_sql(table: str, n: int, start: int = 0) -> str:
@@ -174,24 +195,15 @@ def test_versions_follow_the_row_lock_order_of_one_key(own, stack: Stack) -> Non
                 "DO gearsync_send('fn_hot', NEW.name)")
     cur.execute("INSERT INTO sendtest.hot VALUES (1, 'start')")
     assert stack.mysql is not None
-    errors: list[BaseException] = []
 
     def writer(k: int) -> None:
-        try:
-            c = stack.mysql.connect()  # type: ignore[union-attr]
-            with c.cursor() as w:
-                for i in range(300):
-                    w.execute("UPDATE sendtest.hot SET name = %s WHERE id = 1", (f"c{k}-{i}",))
-            c.close()
-        except BaseException as e:  # noqa: BLE001 -- reported below
-            errors.append(e)
+        c = stack.mysql.connect()  # type: ignore[union-attr]
+        with c.cursor() as w:
+            for i in range(300):
+                w.execute("UPDATE sendtest.hot SET name = %s WHERE id = 1", (f"c{k}-{i}",))
+        c.close()
 
-    ts = [threading.Thread(target=writer, args=(k,)) for k in range(4)]
-    for t in ts:
-        t.start()
-    for t in ts:
-        t.join()
-    assert not errors, errors[:1]
+    in_threads(4, writer)
     assert flushed(cur)
     recs = records(g, b"fn_hot")[1]
     assert len(recs) == 1200
@@ -213,39 +225,34 @@ def _chaos(stack: Stack, g: Gearmand, fault: str,
     written: dict[int, float] = {}
     lock = threading.Lock()
     stop = threading.Event()
-    errors: list[BaseException] = []
+    back = 0.0
 
     def writer(k: int) -> None:
-        try:
-            c = stack.mysql.connect(database=DB)  # type: ignore[union-attr]
-            i = 0
-            with c.cursor() as w:
-                while not stop.is_set():
-                    rid = k * 10_000_000 + i
-                    t = time.monotonic()
-                    w.execute("INSERT INTO ids VALUES (%s, 'x')", (rid,))
-                    with lock:
-                        written[rid] = t
-                    i += 1
-            c.close()
-        except BaseException as e:  # noqa: BLE001 -- reported below
-            errors.append(e)
+        c = stack.mysql.connect(database=DB)  # type: ignore[union-attr]
+        i = 0
+        with c.cursor() as w:
+            while not stop.is_set():
+                rid = k * 10_000_000 + i
+                t = time.monotonic()
+                w.execute("INSERT INTO ids VALUES (%s, 'x')", (rid,))
+                with lock:
+                    written[rid] = t
+                i += 1
+        c.close()
 
-    ts = [threading.Thread(target=writer, args=(k,)) for k in range(8)]
-    for t in ts:
-        t.start()
-    time.sleep(seconds / 2)
-    if fault == "restart":
-        g.stop()
-    else:
-        g.kill()
-    g.start()
-    back = time.monotonic()
-    time.sleep(seconds / 2)
-    stop.set()
-    for t in ts:
-        t.join()
-    assert not errors, errors[:1]
+    def fault_midway() -> None:
+        nonlocal back
+        time.sleep(seconds / 2)
+        if fault == "restart":
+            g.stop()
+        else:
+            g.kill()
+        g.start()
+        back = time.monotonic()
+        time.sleep(seconds / 2)
+        stop.set()
+
+    in_threads(8, writer, during=fault_midway)
     c = stack.mysql.connect()
     with c.cursor() as cur:
         assert flushed(cur)

@@ -139,6 +139,7 @@ static void gs_disconnect(const char *why)
 }
 
 static size_t gs_encode(gs_batch *b);
+static int gs_read(void);
 
 /* Connect to the first server whose breaker lets it through, then queue
    the unacknowledged batches again, in order.  0 connected. */
@@ -195,6 +196,15 @@ static void gs_follow_list(void)
     if (rc < 0)
         S.route.count = 0;
     if (rc != 0 && strcmp(old, S.route.list) != 0) {
+        /* collect the answers of the batches in flight (bounded by their
+           deadline) so that only what gearmand never took moves along */
+        if (S.fd >= 0 && S.icount > 0) {
+            uint64_t due = S.inflight[S.ihead].sent_ns +
+                           (uint64_t)gs_timeout_get(GS_TIMEOUT_BG) * 1000000ULL;
+            while (S.fd >= 0 && S.icount > 0 && gs_read() == 0 &&
+                   S.icount > 0 && gs_net_wait(S.fd, POLLIN, due) > 0)
+                ;
+        }
         gs_disconnect("closed: the server list changed");
         S.connect_failed_logged = 0;
     }
