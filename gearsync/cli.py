@@ -213,10 +213,11 @@ def triggers_command(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def backfill_command(args: argparse.Namespace, settings: Settings) -> int:
-    assert settings.config is not None
+    cfg = settings.config
+    assert cfg is not None
 
     def run() -> int:
-        for r in backfill.backfill(settings.config, args.tables, mysql_url=settings.mysql_url,
+        for r in backfill.backfill(cfg, args.tables, mysql_url=settings.mysql_url,
                                    redis_url=settings.redis_url, chunk=args.chunk, restart=args.restart,
                                    progress=not args.quiet, jobs=args.jobs):
             print(f"{r.table}: {r.rows} rows, {r.written} keys written ({r.rows - r.written} had a "
@@ -227,11 +228,12 @@ def backfill_command(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def verify_command(args: argparse.Namespace, settings: Settings) -> int:
-    assert settings.config is not None
+    cfg = settings.config
+    assert cfg is not None
     reports: list[Any] = []
 
     def run() -> int:
-        reports.extend(verify.verify(settings.config, args.tables, repair=args.repair,  # type: ignore[arg-type]
+        reports.extend(verify.verify(cfg, args.tables, repair=args.repair,
                                      mysql_url=settings.mysql_url, redis_url=settings.redis_url,
                                      chunk=args.chunk, progress=not args.quiet))
         return 0

@@ -77,7 +77,7 @@ def row_change(table: TableConfig, key: bytes, version: int, row: str | None) ->
     return VersionedChange.of(key, version, render(table, obj))
 
 
-def row_changes(table: TableConfig, rows: Sequence[tuple[bytes, str]], version: int = 0
+def row_changes(table: TableConfig, rows: Sequence[tuple[bytes, str | None]], version: int = 0
                 ) -> list[VersionedChange]:
     """:func:`row_change` of many (key, row JSON) pairs (backfill, verify): the same results
     (a test compares them), with the column choice made once per distinct set of row members
