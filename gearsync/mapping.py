@@ -88,7 +88,7 @@ def row_changes(table: TableConfig, rows: Sequence[tuple[bytes, str | None]], ve
     append = out.append
     try:
         for k, r in rows:
-            obj = dec(r)
+            obj = dec(r)  # type: ignore[arg-type]  # None: TypeError, the slow path below
             if shape == "column":
                 v = obj.get(table.column)
                 append(VersionedChange(k, version, None) if v is None
