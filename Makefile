@@ -27,7 +27,7 @@ install-udf: udf
 # mysql_config exists only once setup has installed it.
 demo: setup
 	@$(MAKE) --no-print-directory udf
-	$(VENV)/bin/python -m gearsync.testing.demo
+	$(VENV)/bin/python -m gearsync.demo
 
 test: setup
 	@$(MAKE) --no-print-directory udf

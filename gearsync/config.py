@@ -21,8 +21,8 @@
     value = "column"
     column = "status"                 # the key holds this one column as a string
 
-Every error names the file, the table and the field. :func:`check_schema` compares the tables
-and columns with a live database before anything is installed.
+Every error names the file, the table and the field. :func:`gearsync.schema.resolve` compares
+the tables and columns with a live database before anything is installed.
 """
 
 from __future__ import annotations
@@ -35,13 +35,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Mapping
 
+
 if sys.version_info >= (3, 11):
     import tomllib
 else:  # pragma: no cover - exercised on older Pythons only
     import tomli as tomllib
 
-__all__ = ["Config", "TableConfig", "ConfigError", "load", "parse", "check_schema", "live_columns",
-           "VALUE_SHAPES", "MODES"]
+__all__ = ["Config", "TableConfig", "ConfigError", "load", "parse", "VALUE_SHAPES", "MODES"]
 
 VALUE_SHAPES = ("json", "hash", "column")
 MODES = ("safe", "direct")
@@ -112,11 +112,15 @@ def _key_text(value: Any, column: str) -> str:
 class Config:
     """Connections and table mappings; ``source`` is the file it came from."""
 
-    gearman: list[str] = field(default_factory=lambda: ["127.0.0.1:4730"])
-    redis_url: str = "redis://127.0.0.1:6379/0"
+    gearman: list[str] | None = None
+    redis_url: str | None = None
     mysql_url: str | None = None
     tables: dict[str, TableConfig] = field(default_factory=dict)
     source: str = "<config>"
+
+    def subset(self, tables: Iterable[TableConfig]) -> "Config":
+        """The same config with only ``tables``."""
+        return Config(self.gearman, self.redis_url, self.mysql_url, {t.name: t for t in tables}, self.source)
 
     def table(self, name: str) -> TableConfig:
         try:
@@ -262,33 +266,3 @@ def _template_columns(template: str, where: str) -> tuple[str, ...]:
     if not cols:
         raise ConfigError(f"{where}: the key template {template!r} names no column (e.g. \"user:{{id}}\")")
     return tuple(cols)
-
-
-def check_schema(cfg: Config, columns_of: Mapping[tuple[str, str], list[str]]) -> None:
-    """Raise ConfigError if a configured table or column does not exist.
-
-    ``columns_of`` maps (schema, table) to its column names in order (see :func:`live_columns`)."""
-    for t in cfg.tables.values():
-        where = f"{cfg.source}: tables.{t.display!r}"
-        cols = columns_of.get((t.schema, t.table))
-        if cols is None:
-            raise ConfigError(f"{where}: no such table in the database")
-        known = set(cols)
-        named = [("key", c) for c in t.key_columns] + [("columns", c) for c in (t.columns or ())]
-        named += [("exclude", c) for c in t.exclude] + ([("column", t.column)] if t.column else [])
-        for fld, c in named:
-            if c not in known:
-                raise ConfigError(f"{where}.{fld}: no column {c!r} in {t.display} (it has {', '.join(cols)})")
-
-
-def live_columns(conn: Any, tables: Iterable[tuple[str, str]]) -> dict[tuple[str, str], list[str]]:
-    """Column names in table order for (schema, table) pairs, from information_schema."""
-    out: dict[tuple[str, str], list[str]] = {}
-    with conn.cursor() as cur:
-        for schema, table in tables:
-            cur.execute("SELECT column_name FROM information_schema.columns WHERE table_schema = %s "
-                        "AND table_name = %s ORDER BY ordinal_position", (schema, table))
-            rows = cur.fetchall()
-            if rows:
-                out[(schema, table)] = [r[0] for r in rows]
-    return out

@@ -2,16 +2,15 @@
 
 Direct mode: plain SET/DEL (:meth:`RedisSink.apply`). Safe mode: versioned writes
 (:meth:`RedisSink.apply_versioned`) through one Lua script, ``versioned.lua``, loaded once and
-called with EVALSHA. The version of ``key`` lives beside it in the string key
-``gearsync:v:<key>`` (an integer, the outbox id of the last change applied; a tombstone with a
-TTL after a delete), so ``GET key`` still returns the bare value.
+called with EVALSHA (:mod:`gearsync.versioned`). The version of ``key`` lives beside it in the
+string key :func:`gearsync.keys.version_key` (an integer; a tombstone with a TTL after a
+delete), so ``GET key`` still returns the bare value.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from importlib import resources
 from typing import Any, Awaitable, Callable, Sequence, TypeVar
 
 import redis.asyncio as aioredis
@@ -21,46 +20,13 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import NoScriptError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from .outbox import VersionedChange
-from .payload import DELETE, SET, Change
+from .changes import DELETE, SET, Change, VersionedChange
+from .constants import DEFAULT_TOMBSTONE_TTL
+from .versioned import CHUNK, LUA, script_args
 
-__all__ = ["script_args", "RedisSink", "SinkUnavailable", "VERSION_PREFIX", "VERSIONED_LUA", "version_key",
-           "until_written"]
+__all__ = ["RedisSink", "SinkUnavailable", "until_written"]
 
 log = logging.getLogger(__name__)
-
-#: Prefix of the key holding the version of a safe-mode key: ``gearsync:v:<key>``.
-VERSION_PREFIX = b"gearsync:v:"
-VERSIONED_LUA = resources.files(__package__).joinpath("versioned.lua").read_text(encoding="utf-8")
-#: Changes per EVALSHA call (all calls of a batch share one pipeline).
-SCRIPT_CHUNK = 256
-DEFAULT_TOMBSTONE_TTL = 86400
-
-
-def version_key(key: bytes | str) -> bytes:
-    """The key holding the version of ``key``."""
-    return VERSION_PREFIX + (key.encode() if isinstance(key, str) else bytes(key))
-
-
-def script_args(changes: Sequence[VersionedChange], tombstone_ttl: int,
-                mode: str = "v") -> tuple[list[bytes], list[Any]]:
-    """KEYS and ARGV of one ``versioned.lua`` call."""
-    keys: list[bytes] = []
-    argv: list[Any] = [tombstone_ttl, mode]
-    for c in changes:
-        keys += (c.key, VERSION_PREFIX + c.key)
-        ver = b"" if mode == "cas" and not c.version else c.version
-        ttl = c.ttl or 0
-        if c.hash is not None:
-            argv += (ver, b"h", ttl, 2 * len(c.hash))
-            for f, v in c.hash.items():
-                argv += (f, v)
-        elif c.value is None:
-            argv += (ver, b"d", ttl, 0)
-        else:
-            argv += (ver, b"s", ttl, 1, c.value)
-    return keys, argv
-
 
 T = TypeVar("T")
 
@@ -175,7 +141,7 @@ class RedisSink:
         for attempt in (1, 2):
             try:
                 if self._sha is None:
-                    self._sha = str(await self.redis.script_load(VERSIONED_LUA))
+                    self._sha = str(await self.redis.script_load(LUA))
                 replies = await self._eval_chunks(self._sha, changes, int(tombstone_ttl), mode)
             except (RedisConnectionError, RedisTimeoutError, OSError) as e:
                 raise SinkUnavailable(f"{type(e).__name__}: {e}") from e
@@ -195,8 +161,8 @@ class RedisSink:
     async def _eval_chunks(self, sha: str, changes: Sequence[VersionedChange], ttl: int,
                            mode: str = "v") -> list[Any]:
         pipe = self.redis.pipeline(transaction=False)
-        for i in range(0, len(changes), SCRIPT_CHUNK):
-            keys, argv = script_args(changes[i:i + SCRIPT_CHUNK], ttl, mode)
+        for i in range(0, len(changes), CHUNK):
+            keys, argv = script_args(changes[i:i + CHUNK], ttl, mode)
             pipe.evalsha(sha, len(keys), *keys, *argv)
         try:
             return list(await pipe.execute(raise_on_error=False))

@@ -26,7 +26,9 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Callable, Sequence, TypeVar
 
 from .gearman.worker import GearmanWorker, Job
-from .outbox import Outbox, OutboxError, OutboxRow, versioned_changes
+from .changes import OutboxRow
+from .mapping import outbox_changes
+from .outbox import Outbox, OutboxError
 from .redis_sink import RedisSink, until_written
 from .settings import Settings
 
@@ -199,7 +201,7 @@ class SafeApplier:
         if not rows:
             await self._release()
             return True
-        changes = versioned_changes(rows, self.settings.tables, self.table_handlers)
+        changes = outbox_changes(rows, self.settings.tables, self.table_handlers)
         def on_retry() -> None:
             self.redis_retries += 1
 

@@ -11,6 +11,11 @@ import json
 from dataclasses import asdict, dataclass, field
 from typing import Any, Optional, Sequence
 
+import redis
+
+from .gearman import admin
+from .outbox import Outbox
+
 __all__ = ["Status", "status"]
 
 
@@ -55,8 +60,6 @@ def status(mysql_url: str | None = None, redis_url: str | None = None,
     """Ask each component given; never raises for an unreachable one (see ``Status.errors``)."""
     st = Status()
     if mysql_url:
-        from .outbox import Outbox
-
         ob = Outbox(mysql_url, connect_timeout=timeout, read_timeout=max(timeout, 5.0))
         try:
             st.outbox_size, st.oldest_age = ob.stats()
@@ -66,8 +69,6 @@ def status(mysql_url: str | None = None, redis_url: str | None = None,
         finally:
             ob.close()
     if redis_url:
-        import redis
-
         try:
             client = redis.Redis.from_url(redis_url, socket_timeout=timeout, socket_connect_timeout=timeout)
             try:
@@ -78,8 +79,6 @@ def status(mysql_url: str | None = None, redis_url: str | None = None,
         except Exception as e:
             st.errors["redis"] = f"{type(e).__name__}: {e}"
     for host, port in gearman:
-        from .gearman import admin
-
         try:
             st.gearman[f"{host}:{port}"] = {
                 f.function: {"queued": f.total, "running": f.running, "workers": f.available_workers}

@@ -19,6 +19,7 @@ import time
 from typing import Callable
 
 from .settings import Settings
+from .worker import Worker
 
 __all__ = ["run_workers"]
 
@@ -27,8 +28,6 @@ log = logging.getLogger(__name__)
 
 def _child(settings: Settings, index: int, setup: Callable[[], None]) -> int:
     setup()
-    from .worker import Worker
-
     s = dataclasses.replace(settings)
     if s.metrics_port is not None:
         s.metrics_port += index

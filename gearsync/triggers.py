@@ -15,45 +15,23 @@ The worker turns the JSON object into the Redis value: one value column → its 
 deletes the key); several → the JSON object text. Key columns must be NOT NULL (a primary
 key): a NULL key makes the outbox insert, and so the writer's statement, fail.
 
-Identifiers are quoted with backticks; string literals that are not plain ASCII words are
-written as hex literals, so the output is correct under any ``sql_mode``.
+Identifiers and literals are written by :mod:`gearsync.quoting`, so the output is correct
+under any ``sql_mode`` and no config text reaches SQL unquoted.
 """
 
 from __future__ import annotations
 
-import re
-import string
 from typing import Sequence
 
-__all__ = ["safe_triggers", "direct_triggers", "template_key_expr", "DIRECT_FUNCTION", "drop_triggers", "trigger_names", "quote_ident", "quote_string",
-           "render_script", "OUTBOX_TABLE", "SAFE_FUNCTION"]
+from .constants import DIRECT_FUNCTION, OUTBOX_SCHEMA, OUTBOX_TABLE, SAFE_FUNCTION
+from .outbox import OUTBOX_DDL
+from .quoting import key_expr, qualified as _qualified, quote_ident, quote_string
 
-OUTBOX_TABLE = ("gearsync", "outbox")
-SAFE_FUNCTION = "gearsync"
-#: Gearman function of the direct-mode triggers of configured tables.
-DIRECT_FUNCTION = "gearsync_direct"
+__all__ = ["safe_triggers", "direct_triggers", "drop_triggers", "trigger_names", "render_script",
+           "install_section", "uninstall_section", "DOORBELLS"]
+
 #: UDFs that can ring gearmand from a safe-mode trigger.
 DOORBELLS = ("gman_do_background", "gearsync_send")
-
-_PLAIN = re.compile(r"[A-Za-z0-9_:./ @#$%+=,-]*\Z")
-
-
-def quote_ident(name: str) -> str:
-    """`name` for SQL: backticks, inner backticks doubled; NUL and empty names rejected."""
-    if not name or "\0" in name:
-        raise ValueError(f"bad SQL identifier {name!r}")
-    return "`" + name.replace("`", "``") + "`"
-
-
-def quote_string(text: str) -> str:
-    """A string literal: ``'plain'`` for simple ASCII, else a utf8mb4 hex literal."""
-    if _PLAIN.match(text):
-        return "'" + text + "'"
-    return "CONVERT(X'" + text.encode("utf-8").hex().upper() + "' USING utf8mb4)"
-
-
-def _qualified(schema: str, table: str) -> str:
-    return quote_ident(schema) + "." + quote_ident(table)
 
 
 def trigger_names(table: str) -> dict[str, str]:
@@ -74,18 +52,6 @@ def _key_expr(alias: str, key_columns: Sequence[str], prefix: str) -> str:
     return "CONCAT(" + ", ".join(parts) + ")"
 
 
-def template_key_expr(alias: str, template: str) -> str:
-    """SQL building the Redis key of ``alias``'s row from a config key template
-    (``order:{shop_id}:{id}`` → ``CONCAT('order:', NEW.`shop_id`, ':', NEW.`id`)``)."""
-    parts: list[str] = []
-    for literal, fname, _spec, _conv in string.Formatter().parse(template):
-        if literal:
-            parts.append(quote_string(literal))
-        if fname is not None:
-            parts.append(f"{alias}.{quote_ident(fname)}")
-    return "CONCAT(" + ", ".join(parts) + ")"
-
-
 def _row_expr(alias: str, value_columns: Sequence[str]) -> str:
     members = ", ".join(f"{quote_string(c)}, {alias}.{quote_ident(c)}" for c in value_columns)
     return f"JSON_OBJECT({members})"
@@ -99,7 +65,7 @@ def safe_triggers(
     key_prefix: str | None = None,
     *,
     function: str = SAFE_FUNCTION,
-    outbox: tuple[str, str] = OUTBOX_TABLE,
+    outbox: tuple[str, str] = (OUTBOX_SCHEMA, OUTBOX_TABLE),
     doorbell: str = "gearsync_send",
     key_template: str | None = None,
 ) -> list[str]:
@@ -128,7 +94,7 @@ def safe_triggers(
     fn = quote_string(function)
     names = trigger_names(table)
     if key_template is not None:
-        new_key, old_key = template_key_expr("NEW", key_template), template_key_expr("OLD", key_template)
+        new_key, old_key = key_expr("NEW", key_template), key_expr("OLD", key_template)
     else:
         new_key, old_key = _key_expr("NEW", key_columns, prefix), _key_expr("OLD", key_columns, prefix)
     ring = f"  DO {doorbell}({fn}, LAST_INSERT_ID(), LAST_INSERT_ID());\n"
@@ -198,7 +164,7 @@ def direct_triggers(
     source = quote_string(f"{schema}.{table}")
     fn = quote_string(function)
     names = trigger_names(table)
-    new_key, old_key = template_key_expr("NEW", key_template), template_key_expr("OLD", key_template)
+    new_key, old_key = key_expr("NEW", key_template), key_expr("OLD", key_template)
 
     def send(op: str, key: str, old: str, row: str) -> str:
         return (f"DO {doorbell}({fn}, udf_json_object({source} AS `source`, '{op}' AS `op`, {key} AS `k`, "
@@ -252,8 +218,6 @@ INSTALL_END = "-- END gearsync safe mode"
 def install_section() -> str:
     """The outbox and the safe-mode demo table ``test.test_safe`` with its triggers, as pasted
     into ``sql/install.sql`` (a test checks the file holds exactly this)."""
-    from .outbox import OUTBOX_DDL
-
     return "\n".join([
         INSTALL_BEGIN,
         "-- The outbox: one row per change of a safe-mode table, written by its triggers in the",

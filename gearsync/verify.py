@@ -28,32 +28,22 @@ from typing import Any, Sequence
 
 import redis as redis_lib
 
-from .backfill import DEFAULT_CHUNK, ScriptRunner, scan_rows
+from .changes import VersionedChange
 from .config import Config
-from .install import ResolvedTable, connect, resolve
-from .mapped import mapped_changes
-from .outbox import VersionedChange
+from .connections import endpoints
+from .constants import DEFAULT_CHUNK, DEFAULT_REDIS_URL, VERSION_PREFIX
+from .keys import key_pattern, reserved
+from .mapping import row_changes
 from .progress import Progress
-from .redis_sink import VERSION_PREFIX
-from .triggers import quote_ident
+from .scan import count_rows, scan_rows
+from .schema import ResolvedTable, resolve
+from .versioned import ScriptRunner
 
-__all__ = ["verify", "verify_table", "TableReport", "key_pattern"]
+__all__ = ["verify", "verify_table", "TableReport"]
 
 log = logging.getLogger(__name__)
 
 SAMPLE = 5
-
-
-def key_pattern(template: str) -> bytes:
-    """The glob that matches every key of a key template."""
-    import string
-
-    out: list[str] = []
-    for literal, fname, _s, _c in string.Formatter().parse(template):
-        out.append("".join("\\" + ch if ch in "*?[]\\" else ch for ch in literal))
-        if fname is not None:
-            out.append("*")
-    return "".join(out).encode("utf-8", "surrogatepass")
 
 
 @dataclass
@@ -99,14 +89,11 @@ def verify_table(rt: ResolvedTable, conn: Any, client: "redis_lib.Redis", *, rep
                  scan_count: int = 1000) -> TableReport:
     rep = TableReport(rt.name)
     runner = runner or (ScriptRunner(client) if repair else None)
-    with conn.cursor() as cur:
-        cur.execute(f"SELECT COUNT(*) FROM {quote_ident(rt.cfg.schema)}.{quote_ident(rt.cfg.table)}")
-        total = int(cur.fetchone()[0])
-    bar = Progress(f"verify {rt.name}", total, enabled=progress)
+    bar = Progress(f"verify {rt.name}", count_rows(conn, rt), enabled=progress)
     hashed = rt.cfg.value == "hash"
     seen: set[bytes] = set()
     for _last, batch in scan_rows(conn, rt, None, chunk):
-        changes = mapped_changes(rt.cfg, batch)
+        changes = row_changes(rt.cfg, batch)
         pipe = client.pipeline(transaction=False)
         for c in changes:
             seen.add(c.key)
@@ -135,7 +122,7 @@ def verify_table(rt: ResolvedTable, conn: Any, client: "redis_lib.Redis", *, rep
     orphans: list[VersionedChange] = []
     pattern = key_pattern(rt.cfg.key)
     for key in client.scan_iter(match=pattern, count=scan_count):
-        if key in seen or key.startswith(b"gearsync:"):
+        if key in seen or reserved(key):
             continue
         rep.note("orphaned", key)
         orphans.append(VersionedChange(key, 0, None))
@@ -153,16 +140,9 @@ def verify(cfg: Config, tables: Sequence[str] | None = None, *, repair: bool = F
            mysql_url: str | None = None, redis_url: str | None = None, chunk: int = DEFAULT_CHUNK,
            progress: bool = True) -> list[TableReport]:
     """``gearsync verify``: one report per configured table (or ``tables``)."""
-    url = mysql_url or cfg.mysql_url
-    if not url:
-        raise ValueError("verify needs a MySQL URL ([mysql] url in the config, or --mysql)")
-    conn = connect(url)
-    client = redis_lib.Redis.from_url(redis_url or cfg.redis_url)
-    try:
+    with endpoints(mysql_url or cfg.mysql_url, redis_url or cfg.redis_url or DEFAULT_REDIS_URL, "verify"
+                   ) as (conn, client):
         resolved = resolve(cfg, conn, tables)
         runner = ScriptRunner(client) if repair else None
         return [verify_table(rt, conn, client, repair=repair, chunk=chunk, progress=progress, runner=runner)
                 for rt in resolved]
-    finally:
-        conn.close()
-        client.close()

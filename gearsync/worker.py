@@ -21,10 +21,11 @@ import time
 from typing import Any, Awaitable, Callable, Iterable, TypeVar, Union
 
 from . import payload
+from .changes import Change, VersionedChange
+from .connections import redact
 from .gearman.worker import GearmanWorker, Job
-from .direct import direct_changes
-from .outbox import VersionedChange
-from .payload import Change
+from .mapping import direct_changes
+from .metrics import WorkerMetrics
 from .redis_sink import RedisSink, until_written
 from .safe import SafeApplier
 from .settings import Settings
@@ -168,8 +169,6 @@ class Worker:
             self.safe = SafeApplier(self.settings, self.sink, gm)
             self.safe.table_handlers = self.table_handlers
         if self.settings.metrics_port is not None:
-            from .worker_metrics import WorkerMetrics
-
             self.metrics = WorkerMetrics(self)
             metrics_server = await self.metrics.registry.serve(self.settings.metrics_port, self.settings.metrics_host)
             log.info("metrics on http://%s:%d/metrics", self.settings.metrics_host, self.settings.metrics_port)
@@ -182,8 +181,8 @@ class Worker:
             await gm.start()
             log.info("worker started: gearmand %s, redis %s, functions %s%s",
                      ",".join(f"{h}:{p}" for h, p in self.settings.gearman),
-                     _redact(self.settings.redis_url), ",".join(self.handlers),
-                     f"; safe mode: {self.settings.safe_function} from {_redact(self.settings.mysql_url)}, "
+                     redact(self.settings.redis_url), ",".join(self.handlers),
+                     f"; safe mode: {self.settings.safe_function} from {redact(self.settings.mysql_url)}, "
                      f"sweep every {self.settings.sweep_interval:g} s for rows older than "
                      f"{self.settings.sweep_age:g} s" if self.safe else "")
             await self._loop(gm, self.sink)
@@ -370,13 +369,3 @@ def _report_crash(task: "asyncio.Task[None]") -> None:
     if not task.cancelled() and task.exception() is not None:
         log.critical("safe mode stopped: %r; outbox rows wait for another worker's sweeper",
                      task.exception(), exc_info=task.exception())
-
-
-def _redact(url: str) -> str:
-    """A Redis URL without its password."""
-    if "@" in url and "://" in url:
-        scheme, rest = url.split("://", 1)
-        creds, host = rest.rsplit("@", 1)
-        user = creds.split(":", 1)[0]
-        return f"{scheme}://{user + ':***' if ':' in creds else user}@{host}"
-    return url

@@ -7,7 +7,8 @@ from typing import Any
 
 import pytest
 
-from gearsync.config import ConfigError, check_schema, live_columns, load, parse
+from gearsync.config import ConfigError, load, parse
+from gearsync.schema import check_schema, live_columns
 
 GOOD = """
 [gearman]
@@ -59,9 +60,9 @@ def test_a_full_file_parses(tmp_path: Path) -> None:
     assert odd.value_columns(["id", "a b", "c"]) == ["id", "a b"]
 
 
-def test_defaults_without_a_file() -> None:
+def test_an_empty_file_sets_nothing() -> None:
     cfg = parse({})
-    assert cfg.gearman == ["127.0.0.1:4730"] and cfg.redis_url == "redis://127.0.0.1:6379/0"
+    assert cfg.gearman is None and cfg.redis_url is None  # Settings keep their defaults
     assert cfg.mysql_url is None and cfg.tables == {}
 
 

@@ -13,7 +13,7 @@ from typing import Any, Iterator, Tuple
 
 import pytest
 
-from gearsync.testing.peers import grab_all
+from gearman_peers import grab_all
 from gearsync.testing.processes import wait_for
 from gearsync.testing.stack import Gearmand, Stack, free_port
 

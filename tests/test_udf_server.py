@@ -30,9 +30,11 @@ from typing import Any, Iterator, List
 import pymysql
 import pytest
 
-from gearsync.testing.stack import REPO_ROOT, Gearmand, MariaDB, free_port
+from gearsync.testing.stack import Gearmand, MariaDB, free_port
 from gearsync.testing.processes import wait_for
-from gearsync.testing.peers import CliWorker
+
+from helpers import REPO_ROOT
+from gearman_peers import CliWorker
 
 ASAN = os.environ.get("GEARSYNC_SERVER_ASAN") == "1"
 STRESS_ROWS = int(os.environ.get("GEARSYNC_STRESS_ROWS", "1000"))

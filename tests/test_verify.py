@@ -13,9 +13,10 @@ from typing import Any, Iterator
 import pytest
 
 from gearsync import backfill as bf
-from gearsync import verify as vf
 from gearsync.config import load
-from gearsync.outbox import VersionedChange
+from gearsync.changes import VersionedChange
+from gearsync.keys import key_pattern
+from gearsync.versioned import ScriptRunner
 
 CONFIG = """
 [tables."gs_v.users"]
@@ -86,7 +87,7 @@ def test_verify_finds_and_repairs_drift(gs_v: Path, redis_client: Any) -> None:
 
 def test_repair_never_overwrites_a_live_change(gs_v: Path, redis_client: Any) -> None:
     """cas: the version read during the check must still be there."""
-    runner = bf.ScriptRunner(redis_client)
+    runner = ScriptRunner(redis_client)
     redis_client.set(b"user:1", b"live")
     redis_client.set(b"gearsync:v:user:1", 42)
     assert runner.run([VersionedChange(b"user:1", 41, b"old")], "cas") == [False]
@@ -96,6 +97,6 @@ def test_repair_never_overwrites_a_live_change(gs_v: Path, redis_client: Any) ->
 
 
 def test_key_pattern_escapes_glob_characters() -> None:
-    assert vf.key_pattern("pref[{id}]") == rb"pref\[*\]"
-    assert vf.key_pattern("a*{x}?{y}") == rb"a\**\?*"
-    assert vf.key_pattern("{{literal}}:{id}") == b"{literal}:*"
+    assert key_pattern("pref[{id}]") == rb"pref\[*\]"
+    assert key_pattern("a*{x}?{y}") == rb"a\**\?*"
+    assert key_pattern("{{literal}}:{id}") == b"{literal}:*"

@@ -13,7 +13,8 @@ import pytest
 
 from gearsync import install as inst
 from gearsync.config import ConfigError, parse
-from gearsync.triggers import quote_ident
+from gearsync.quoting import quote_ident
+from gearsync.schema import resolve
 
 SCHEMA = "gs cfg`;"
 TABLE = "we`ird'; DROP TABLE canary; --"
@@ -133,7 +134,7 @@ def test_direct_mode_payload(stack: Any, hostile: Any) -> None:
     for the function and run for errors)."""
     cfg = parse(hostile_config("direct"))
     inst.install(cfg, hostile)
-    sql = "\n".join(inst.config_statements(inst.resolve(cfg, hostile)))
+    sql = "\n".join(inst.config_statements(resolve(cfg, hostile)))
     assert "gearsync_send('gearsync_direct', udf_json_object(" in sql
     with hostile.cursor() as cur:  # the triggers run (gearsync_send to the stack's gearmand)
         cur.execute(f"INSERT INTO {_q(SCHEMA, TABLE)} VALUES (1, 2, 'x', 3)")

@@ -8,7 +8,7 @@ import urllib.request
 
 import pytest
 
-from gearsync.metrics import Metrics
+from gearsync.prometheus import Metrics
 from gearsync.testing.stack import free_port
 
 
