@@ -27,18 +27,22 @@ import asyncio
 import collections
 import json
 import logging
+import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Callable, Sequence, TypeVar
 
 from .changes import OutboxRow, VersionedChange
 from .config import ConfigError
+from .connections import endpoints
 from .gearman.worker import GearmanWorker, Job
 from .mapping import Read, changes_of
 from .outbox import Outbox, OutboxError
 from .redis_sink import RedisSink, until_written
 from .scan import TableReader
+from .schema import resolve_table
 from .settings import Settings
+from .verify import verify_table
 
 __all__ = ["TableApplier", "direct_change"]
 
@@ -95,6 +99,9 @@ class TableApplier:
         self.gearman = gearman
         self.outbox = outbox or Outbox(settings.mysql_url, lock_wait_timeout=settings.lock_wait_timeout)
         self.readers = {name: TableReader(t, self.outbox.connection) for name, t in settings.tables.items()}
+        #: tables whose keys are being rewritten after their columns changed (see _refresh)
+        self.refreshing: dict[str, threading.Thread] = {}
+        self.refreshes = 0
         self._jobs: collections.deque[Job] = collections.deque()
         self._direct: collections.deque[Job] = collections.deque()
         self._wake = asyncio.Event()
@@ -258,9 +265,12 @@ class TableApplier:
             self.jobs_bad += self.gearman.fail(ok)
             return
         writes = changes_of(changes, read, self.settings.tables, self.table_handlers, self._skipped)
+        t0 = time.monotonic()
         if await self._write(writes, f"{len(ok)} direct-mode jobs (gearmand requeues them on a stop)") is None:
             return
         self.direct_applied += self.gearman.complete(ok)
+        if self.on_batch is not None:
+            self.on_batch(time.monotonic() - t0)
 
     async def sweep(self) -> int:
         """Apply committed rows older than ``sweep_age`` that no job delivered; how many."""
@@ -315,6 +325,9 @@ class TableApplier:
             try:
                 read[source] = reader.by_keys(pks, lock)
                 self.drift.pop(source, None)
+                if reader.changed:
+                    reader.changed = False
+                    self._refresh(source)
             except ConfigError as e:  # a configured column is gone: report; its changes are skipped
                 self.drift[source] = str(e)
             except Exception as e:
@@ -328,6 +341,32 @@ class TableApplier:
                 self.outbox.close()  # its transaction is in an unknown state: roll it back
                 raise OutboxError(f"read {source}: {type(e).__name__}: {e}") from e
         return read
+
+    def _refresh(self, source: str) -> None:
+        """A table's columns changed: rewrite its keys that no longer hold what its rows map to
+        (``verify --repair`` in a thread of its own, with its own connections; versioned, so a
+        live change is never overwritten). Rows changed from now on are written right anyway;
+        this brings the others along without an operator having to remember it."""
+        running = self.refreshing.get(source)
+        if running is not None and running.is_alive():
+            return
+        cfg, settings = self.settings.tables[source], self.settings
+
+        def refresh() -> None:
+            try:
+                with endpoints(settings.mysql_url, settings.redis_url, "refresh") as (conn, client):
+                    rep = verify_table(resolve_table(conn, cfg), conn, client, repair=True, progress=False)
+                self.refreshes += 1
+                log.info("%s: its columns changed; refreshed its keys: %d rows, %d rewritten",
+                         source, rep.rows, rep.repaired)
+            except Exception as e:  # reported; `gearsync verify --repair` does the same by hand
+                log.error("%s: its columns changed, and refreshing its keys failed: %s: %s (run "
+                          "`gearsync verify --repair --table %s`)", source, type(e).__name__, e, source)
+
+        log.info("%s: its columns changed; refreshing its keys in the background", source)
+        t = threading.Thread(target=refresh, name=f"gearsync-refresh-{source}", daemon=True)
+        self.refreshing[source] = t
+        t.start()
 
     # -- applying ----------------------------------------------------------------------------
     def _skipped(self, row: OutboxRow, why: str) -> None:

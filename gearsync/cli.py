@@ -168,7 +168,7 @@ def worker_command(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def status_command(args: argparse.Namespace, settings: Settings) -> int:
-    st = status(settings.mysql_url, settings.redis_url, settings.gearman)
+    st = status(settings.mysql_url, settings.redis_url, settings.gearman, tables=settings.tables)
     print(st.to_json() if args.json else st)
     return 0 if st.ok else 1
 

@@ -72,6 +72,8 @@ class TableReader:
         self._rt = resolved
         self._shape: tuple[Any, ...] | None = None   # (name, type code) of t.* as last seen
         self.resolves = 0
+        #: Set when a read found the columns changed since an earlier read (the caller clears it).
+        self.changed = False
 
     def forget(self) -> None:
         """Resolve the table again before the next read."""
@@ -93,6 +95,7 @@ class TableReader:
             if self._shape is not None or names != self.rt.columns:
                 log.info("%s: columns changed, resolving the table again", self.cfg.name)
                 self._rt = None
+                self.changed = True
             self._shape = shape
         return names
 
