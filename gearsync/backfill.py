@@ -267,5 +267,12 @@ def backfill(cfg: Config, tables: Sequence[str] | None = None, *, mysql_url: str
             return [backfill_parallel(rt, url, redis_url, jobs, chunk=chunk, restart=restart,  # type: ignore[arg-type]
                                       progress=progress) for rt in resolved]
         runner = ScriptRunner(client)
-        return [backfill_table(rt, conn, client, chunk=chunk, restart=restart, progress=progress, runner=runner)
-                for rt in resolved]
+        out = []
+        for rt in resolved:
+            try:
+                out.append(backfill_table(rt, conn, client, chunk=chunk, restart=restart, progress=progress,
+                                          runner=runner))
+            except Exception as e:
+                raise RuntimeError(f"backfill {rt.name}: {type(e).__name__}: {e} (the checkpoint stays: "
+                                   "run it again to resume)") from e
+        return out
