@@ -25,70 +25,28 @@ from __future__ import annotations
 
 import asyncio
 import collections
-import json
 import logging
-import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Callable, Sequence, TypeVar
 
 from .changes import OutboxRow, VersionedChange
-from .config import ConfigError
-from .keys import version_key
-from .connections import endpoints
+from .constants import DEAD_LETTERS
 from .gearman.worker import GearmanWorker, Job
+from .keys import version_key
 from .mapping import Read, changes_of
 from .outbox import Outbox, OutboxError
-from .redis_sink import RedisSink, until_written
-from .scan import TableReader
-from .schema import resolve_table
+from .payload import direct_change
+from .redis_sink import RedisSink, dead_letter_entry, until_written
 from .settings import Settings
-from .verify import verify_table
+from .tables import ConfiguredTables, ReadFailed, RowsBusy
 from .versioned import CORRUPT, RESERVED, STALE
 
-__all__ = ["TableApplier", "direct_change"]
+__all__ = ["TableApplier"]
 
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
-
-#: Errors of a read that mean the table changed under its config: no such table, no such column.
-_SCHEMA_ERRORS = (1146, 1054)
-#: A locking read that waited too long (a long transaction) or was chosen as a deadlock's victim.
-_BUSY_ERRORS = (1205, 1213)
-
-
-class RowsBusy(Exception):
-    """A writer still holds the rows a direct-mode job names: try the job again a moment later."""
-
-
-def _errno(e: BaseException) -> int | None:
-    args = getattr(e, "args", ())
-    return args[0] if args and isinstance(args[0], int) else None
-
-
-def direct_change(workload: bytes, version: int = 0) -> OutboxRow:
-    """A ``gearsync_direct`` job (see :func:`gearsync.triggers.direct_triggers`) as a change:
-    ``{"s", "o", "k" (hex), "ok" (hex or null), "pk"}``; the legacy form ``{"source", "op",
-    "k", "old_k", "json_row"}`` (triggers of gearsync 0.1) carries its row instead."""
-    obj = json.loads(workload)
-    if type(obj) is not dict:
-        raise ValueError("not a gearsync_direct payload (a JSON object)")
-    if "s" in obj:
-        if not isinstance(obj["s"], str) or obj.get("o") not in ("insert", "update", "delete") \
-                or not isinstance(obj.get("k"), str) or not isinstance(obj.get("pk", []), (list, type(None))):
-            raise ValueError("not a gearsync_direct payload (s, o, k, ok, pk)")
-        ok = obj.get("ok")
-        return OutboxRow(0, bytes.fromhex(obj["k"]), bytes.fromhex(ok) if isinstance(ok, str) else None, obj["o"],
-                         None, obj["s"], None if obj.get("pk") is None else json.dumps(obj["pk"]), version)
-    if not isinstance(obj.get("source"), str) or not isinstance(obj.get("k"), str):
-        raise ValueError("not a gearsync_direct payload (s, o, k, ok, pk)")
-    old = obj.get("old_k")
-    row = obj.get("json_row")
-    return OutboxRow(0, obj["k"].encode("utf-8", "surrogatepass"),
-                     old.encode("utf-8", "surrogatepass") if isinstance(old, str) else None,
-                     obj.get("op") or "update", None if row is None else json.dumps(row), obj["source"], None, version)
-
 
 class TableApplier:
     """The database half of a :class:`gearsync.worker.Worker` (needs ``settings.mysql_url``)."""
@@ -100,10 +58,8 @@ class TableApplier:
         self.sink = sink
         self.gearman = gearman
         self.outbox = outbox or Outbox(settings.mysql_url, lock_wait_timeout=settings.lock_wait_timeout)
-        self.readers = {name: TableReader(t, self.outbox.connection) for name, t in settings.tables.items()}
-        #: tables whose keys are being rewritten after their columns changed (see _refresh)
-        self.refreshing: dict[str, threading.Thread] = {}
-        self.refreshes = 0
+        self.tables = ConfiguredTables(settings.tables, self.outbox.connection, settings.mysql_url,
+                                       settings.redis_url)
         self._jobs: collections.deque[Job] = collections.deque()
         self._direct: collections.deque[Job] = collections.deque()
         self._wake = asyncio.Event()
@@ -127,8 +83,7 @@ class TableApplier:
         self.changes_skipped = 0   # changes that could not be mapped (reported, left out)
         self.versions_corrupt = 0  # writes refused: the key's stored version is not a number
         self.keys_refused = 0      # writes refused: a key under gearsync: (reserved)
-        #: source → why its last change could not be mapped (schema drift), for status and metrics
-        self.drift: dict[str, str] = {}
+        self.dead_letters = 0      # writes Redis refused for good, kept in gearsync:dead
         #: Measure the outbox lag at each sweep tick (for the metrics): seconds, None if empty.
         self.track_lag = False
         self.lag: float | None = None
@@ -318,73 +273,29 @@ class TableApplier:
             self.outbox.release()
 
     def _read(self, rows: Sequence[OutboxRow], lock: bool = False) -> Read:
-        """The committed rows the changes name, per configured table."""
-        wanted: dict[str, list[list[Any]]] = {}
-        for r in rows:
-            if r.pk is not None and r.op != "delete" and r.source in self.readers:
-                wanted.setdefault(r.source, []).append(json.loads(r.pk, parse_float=str))
-        read: dict[str, Any] = {}
-        for source, pks in wanted.items():
-            reader = self.readers[source]
-            try:
-                read[source] = reader.by_keys(pks, lock)
-                self.drift.pop(source, None)
-                if reader.changed:
-                    reader.changed = False
-                    self._refresh(source)
-            except ConfigError as e:  # a configured column is gone: report; its changes are skipped
-                self.drift[source] = str(e)
-            except Exception as e:
-                if _errno(e) in _BUSY_ERRORS:
-                    self.outbox.release()
-                    raise RowsBusy(f"{source}: {e}") from e
-                if _errno(e) in _SCHEMA_ERRORS:  # the table or a key column is gone
-                    self.drift[source] = f"{type(e).__name__}: {e}"
-                    reader.forget()
-                    continue
-                self.outbox.close()  # its transaction is in an unknown state: roll it back
-                raise OutboxError(f"read {source}: {type(e).__name__}: {e}") from e
-        return read
-
-    def _refresh(self, source: str) -> None:
-        """A table's columns changed: rewrite its keys that no longer hold what its rows map to
-        (``verify --repair`` in a thread of its own, with its own connections; versioned, so a
-        live change is never overwritten). Rows changed from now on are written right anyway;
-        this brings the others along without an operator having to remember it."""
-        running = self.refreshing.get(source)
-        if running is not None and running.is_alive():
-            return
-        cfg, settings = self.settings.tables[source], self.settings
-
-        def refresh() -> None:
-            try:
-                with endpoints(settings.mysql_url, settings.redis_url, "refresh") as (conn, client):
-                    rep = verify_table(resolve_table(conn, cfg), conn, client, repair=True, progress=False)
-                self.refreshes += 1
-                log.info("%s: its columns changed; refreshed its keys: %d rows, %d rewritten",
-                         source, rep.rows, rep.repaired)
-            except Exception as e:  # reported; `gearsync verify --repair` does the same by hand
-                log.error("%s: its columns changed, and refreshing its keys failed: %s: %s (run "
-                          "`gearsync verify --repair --table %s`)", source, type(e).__name__, e, source)
-
-        log.info("%s: its columns changed; refreshing its keys in the background", source)
-        t = threading.Thread(target=refresh, name=f"gearsync-refresh-{source}", daemon=True)
-        self.refreshing[source] = t
-        t.start()
+        """The rows the changes name, in the claim's transaction (see ConfiguredTables.read)."""
+        try:
+            return self.tables.read(rows, lock)
+        except RowsBusy:
+            self.outbox.release()
+            raise
+        except ReadFailed as e:
+            self.outbox.close()  # its transaction is in an unknown state: roll it back
+            raise OutboxError(str(e)) from e
 
     # -- applying ----------------------------------------------------------------------------
     def _skipped(self, row: OutboxRow, why: str) -> None:
         self.changes_skipped += 1
         if row.source:
-            self.drift[row.source] = why
+            self.tables.drift[row.source] = why
 
-    async def _write(self, changes: list[VersionedChange], held: str) -> list[int] | None:
+    async def _write(self, changes: list[VersionedChange], held: str) -> list[Any] | None:
         """Versioned writes (unversioned ones, from triggers without versions, unconditionally),
         retrying while Redis is away; None if stopping left them unapplied, or Redis refused."""
         def on_retry() -> None:
             self.redis_retries += 1
 
-        async def write() -> list[int]:
+        async def write() -> list[Any]:
             versioned = [c for c in changes if c.version]
             plain = [c for c in changes if not c.version]
             out = await self.sink.apply_versioned(versioned, self.settings.tombstone_ttl)
@@ -399,6 +310,19 @@ class TableApplier:
         if not written or results is None:
             return None
         self._refused(changes, results)
+        dead: list[tuple[VersionedChange, Exception]] = [
+            (c, r) for c, r in zip(changes, results) if isinstance(r, Exception)]
+        if dead:  # Redis refused them for good (a WRONGTYPE): keep them in the dead letters
+            entries = [dead_letter_entry("versioned", c.key, c.value or b"", r) for c, r in dead]
+            written, _ = await until_written(lambda: self.sink.dead_letter(entries), held=held,
+                                             backoff_max=self.settings.redis_backoff_max,
+                                             stopping=lambda: self._stopping, on_retry=on_retry)
+            if not written:
+                return None
+            for c, r in dead:
+                log.error("%r refused by redis for good: %s: %s; kept in %s", c.key, type(r).__name__, r,
+                          DEAD_LETTERS.decode())
+            self.dead_letters += len(dead)
         return results
 
     def _refused(self, changes: Sequence[VersionedChange], results: Sequence[int]) -> None:
@@ -446,4 +370,4 @@ class TableApplier:
         return {k: getattr(self, k) for k in ("rows_applied", "rows_swept", "writes_stale", "ids_absent",
                                               "jobs_done", "jobs_bad", "db_errors", "redis_retries",
                                               "direct_applied", "changes_skipped", "versions_corrupt",
-                                              "keys_refused")}
+                                              "keys_refused", "dead_letters")}

@@ -10,7 +10,7 @@ from __future__ import annotations
 __all__ = [
     "DEFAULT_GEARMAN_PORT", "DEFAULT_GEARMAN", "DEFAULT_REDIS_URL", "SEED_FUNCTION", "SAFE_FUNCTION",
     "DIRECT_FUNCTION", "OUTBOX_SCHEMA", "OUTBOX_TABLE", "KEY_PREFIX", "VERSION_PREFIX", "CHECKPOINT_PREFIX",
-    "DEFAULT_TOMBSTONE_TTL", "DEFAULT_CONFIG_FILE", "DEFAULT_CHUNK",
+    "DEFAULT_TOMBSTONE_TTL", "DEFAULT_CONFIG_FILE", "DEFAULT_CHUNK", "DEAD_LETTERS", "DEAD_LETTERS_MAX",
 ]
 
 # -- connections ---------------------------------------------------------------------------------
@@ -40,6 +40,11 @@ KEY_PREFIX = b"gearsync:"
 VERSION_PREFIX = KEY_PREFIX + b"v:"
 #: ``gearsync:backfill:<schema.table>``: a backfill's checkpoint.
 CHECKPOINT_PREFIX = KEY_PREFIX + b"backfill:"
+#: A stream of the changes Redis refused for good (a WRONGTYPE, a script error): what they were
+#: and why, for an operator to look at (``gearsync status`` counts them).
+DEAD_LETTERS = KEY_PREFIX + b"dead"
+#: Entries kept in it (XADD MAXLEN ~).
+DEAD_LETTERS_MAX = 100_000
 
 # -- defaults ------------------------------------------------------------------------------------
 #: Seconds a delete's versioned tombstone stays in Redis.

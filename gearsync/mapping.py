@@ -121,7 +121,7 @@ def changes_of(rows: Sequence[OutboxRow], read: Read, tables: Mapping[str, Table
         old = bytes(r.old_key) if r.old_key is not None else None
         ver = r.ver or r.id
         try:
-            row = _row_of(r, key, found)
+            row = _row_of(r, key, found, tables)
             fn = handlers.get(r.source) if handlers and r.source else None
             table = tables.get(r.source) if tables and r.source else None
             if fn is not None:
@@ -143,13 +143,16 @@ def changes_of(rows: Sequence[OutboxRow], read: Read, tables: Mapping[str, Table
     return out
 
 
-def _row_of(r: OutboxRow, key: bytes, found: Mapping[str, Any]) -> tuple[Sequence[str], Sequence[Any]] | None:
+def _row_of(r: OutboxRow, key: bytes, found: Mapping[str, Any], tables: Mapping[str, TableConfig] | None
+            ) -> tuple[Sequence[str], Sequence[Any]] | None:
     """(column names, values) of the change's row as it is now, None when it is gone or now
     maps to another key."""
     if r.op == "delete":
         return None
     if r.pk is not None:
         if (r.source or "") not in found:
+            if not tables or r.source not in tables:
+                raise LookupError(f"{r.source} is not a table of this worker's config")
             raise SchemaDrift(f"{r.source}: its rows could not be read (see the worker's log and `gearsync status`)")
         rows, read = found[r.source or ""]
         values = rows.get(key)

@@ -15,6 +15,7 @@ class _Counted(Protocol):
     jobs_applied: int
     jobs_failed: int
     redis_retries: int
+    dead_letters: int
     applier: Any
 
 
@@ -34,6 +35,8 @@ class WorkerMetrics:
         self.latency = m.histogram("gearsync_batch_seconds", "Time to apply one batch of jobs", ["mode"])
         m.gauge("gearsync_outbox_lag_seconds", "Age of the oldest outbox row (0: empty; safe mode)",
                 fn=lambda: (worker.applier.lag or 0.0) if worker.applier is not None else None)
+        self.dead = m.counter("gearsync_dead_letters_total", "Changes Redis refused for good (a WRONGTYPE, a "
+                              "script error), kept in the stream gearsync:dead", ["mode"])
         self.skipped = m.counter("gearsync_changes_skipped_total", "Changes of configured tables that could not be "
                                  "mapped (a configured column or the table gone): reported, left out", ["mode"])
         self.drift = m.gauge("gearsync_table_schema_drift", "1 while a configured table's changes cannot be mapped "
@@ -56,10 +59,12 @@ class WorkerMetrics:
         self._copy(self.applied, "direct", w.jobs_applied + (w.applier.direct_applied if w.applier else 0))
         self._copy(self.failed, "direct", w.jobs_failed)
         self._copy(self.retried, "direct", w.redis_retries)
+        self._copy(self.dead, "direct", w.dead_letters)
         if w.applier is not None:
             self._copy(self.applied, "safe", w.applier.rows_applied)
             self._copy(self.failed, "safe", w.applier.jobs_bad)
             self._copy(self.retried, "safe", w.applier.redis_retries)
             self._copy(self.skipped, "safe", w.applier.changes_skipped)
-            for table in w.applier.readers:
-                self.drift.set(1.0 if table in w.applier.drift else 0.0, table=table)
+            self._copy(self.dead, "safe", w.applier.dead_letters)
+            for table in w.applier.tables.readers:
+                self.drift.set(1.0 if table in w.applier.tables.drift else 0.0, table=table)

@@ -26,9 +26,9 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from .changes import DELETE, SET, Change
+from .changes import DELETE, SET, Change, OutboxRow
 
-__all__ = ["Change", "PayloadError", "decode", "changes", "SET", "DELETE", "Num", "decode_json"]
+__all__ = ["Change", "PayloadError", "decode", "changes", "SET", "DELETE", "Num", "decode_json", "direct_change"]
 
 
 class PayloadError(ValueError):
@@ -122,3 +122,26 @@ def _jtype(value: Any) -> str:
     if isinstance(value, list):
         return "array"
     return type(value).__name__
+
+
+def direct_change(workload: bytes, version: int = 0) -> OutboxRow:
+    """A ``gearsync_direct`` job (see :func:`gearsync.triggers.direct_triggers`) as a change:
+    ``{"s", "o", "k" (hex), "ok" (hex or null), "pk"}``; the legacy form ``{"source", "op",
+    "k", "old_k", "json_row"}`` (triggers of gearsync 0.1) carries its row instead."""
+    obj = json.loads(workload)
+    if type(obj) is not dict:
+        raise ValueError("not a gearsync_direct payload (a JSON object)")
+    if "s" in obj:
+        if not isinstance(obj["s"], str) or obj.get("o") not in ("insert", "update", "delete") \
+                or not isinstance(obj.get("k"), str) or not isinstance(obj.get("pk", []), (list, type(None))):
+            raise ValueError("not a gearsync_direct payload (s, o, k, ok, pk)")
+        ok = obj.get("ok")
+        return OutboxRow(0, bytes.fromhex(obj["k"]), bytes.fromhex(ok) if isinstance(ok, str) else None, obj["o"],
+                         None, obj["s"], None if obj.get("pk") is None else json.dumps(obj["pk"]), version)
+    if not isinstance(obj.get("source"), str) or not isinstance(obj.get("k"), str):
+        raise ValueError("not a gearsync_direct payload (s, o, k, ok, pk)")
+    old = obj.get("old_k")
+    row = obj.get("json_row")
+    return OutboxRow(0, obj["k"].encode("utf-8", "surrogatepass"),
+                     old.encode("utf-8", "surrogatepass") if isinstance(old, str) else None,
+                     obj.get("op") or "update", None if row is None else json.dumps(row), obj["source"], None, version)

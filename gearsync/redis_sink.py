@@ -16,15 +16,17 @@ from typing import Any, Awaitable, Callable, Sequence, TypeVar
 import redis.asyncio as aioredis
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
+from redis.exceptions import (AskError, AuthenticationError, BusyLoadingError, ClusterDownError, MasterDownError,
+                              MovedError, NoPermissionError, NoScriptError, OutOfMemoryError, ReadOnlyError,
+                              TryAgainError)
 from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import NoScriptError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from .changes import DELETE, SET, Change, VersionedChange
-from .constants import DEFAULT_TOMBSTONE_TTL
+from .constants import DEAD_LETTERS, DEAD_LETTERS_MAX, DEFAULT_TOMBSTONE_TTL
 from .versioned import CHUNK, LUA, script_args
 
-__all__ = ["RedisSink", "SinkUnavailable", "until_written"]
+__all__ = ["RedisSink", "SinkUnavailable", "until_written", "retryable", "dead_letter_entry"]
 
 log = logging.getLogger(__name__)
 
@@ -58,7 +60,37 @@ async def until_written(write: Callable[[], Awaitable[T]], *, held: str, backoff
 
 
 class SinkUnavailable(Exception):
-    """Redis could not be reached or did not answer; the batch was not (fully) applied."""
+    """Redis could not be reached, did not answer, or answered with an error that a later try
+    can get past (see :func:`retryable`); the batch was not (fully) applied."""
+
+
+#: Redis errors that go away by themselves: a replica promoted or a primary back
+#: (READONLY, MASTERDOWN, NOREPLICAS), a restart (LOADING), memory freed (OOM), a
+#: resharding or failover (TRYAGAIN, MOVED, ASK, CLUSTERDOWN), a busy script (BUSY), and the
+#: ones an operator fixes without losing data (NOAUTH, NOPERM, WRONGPASS).
+_RETRYABLE = (RedisConnectionError, RedisTimeoutError, OSError, ReadOnlyError, BusyLoadingError, OutOfMemoryError,
+              TryAgainError, ClusterDownError, MasterDownError, MovedError, AskError, AuthenticationError,
+              NoPermissionError)
+_RETRYABLE_PREFIXES = ("READONLY", "LOADING", "OOM", "TRYAGAIN", "MOVED", "ASK", "CLUSTERDOWN", "MASTERDOWN",
+                       "NOREPLICAS", "BUSY", "NOAUTH", "NOPERM", "WRONGPASS")
+
+
+def dead_letter_entry(function: bytes | str, what: bytes | str, payload: bytes, error: BaseException) -> dict[str, Any]:
+    """One entry of :data:`DEAD_LETTERS`: where the change came from (a Gearman function and job
+    handle, or ``versioned`` and the key), its payload (cut at 64 KiB) and the error."""
+    return {"function": function, "from": what, "payload": bytes(payload[:65536]),
+            "error": f"{type(error).__name__}: {error}"}
+
+
+def retryable(e: BaseException) -> bool:
+    """True for a Redis error that a later try can get past; False for one it never will (a
+    WRONGTYPE, a script error, a value Redis refuses), which goes to the dead letters."""
+    if isinstance(e, _RETRYABLE):
+        return True
+    text = str(e)
+    # a script's error carries the command's error after "Error running script … :"
+    inner = text.rsplit(": ", 1)[-1] if "script" in text else text
+    return inner.lstrip("-").startswith(_RETRYABLE_PREFIXES) or text.startswith(_RETRYABLE_PREFIXES)
 
 
 class RedisSink:
@@ -120,16 +152,20 @@ class RedisSink:
             raise SinkUnavailable(f"{type(e).__name__}: {e}") from e
         finally:
             await pipe.reset()
+        for reply in replies:  # SET and DEL are idempotent: the batch is replayed whole
+            if isinstance(reply, Exception) and retryable(reply):
+                raise SinkUnavailable(f"{type(reply).__name__}: {reply}")
         out: list[Any] = []
         for count, reply in zip(runs, replies):
             out.extend([reply if isinstance(reply, Exception) else True] * count)
         return out
 
     async def apply_versioned(self, changes: Sequence[VersionedChange],
-                              tombstone_ttl: int = DEFAULT_TOMBSTONE_TTL, mode: str = "v") -> list[int]:
+                              tombstone_ttl: int = DEFAULT_TOMBSTONE_TTL, mode: str = "v") -> list[Any]:
         """Apply versioned changes in one pipeline; per change the script's answer
         (gearsync.versioned: APPLIED, STALE, CORRUPT — the stored version is not a number —,
-        RESERVED — a key under ``gearsync:``).
+        RESERVED — a key under ``gearsync:``), or the error Redis answered for good for that
+        change alone (a WRONGTYPE: the caller dead-letters it).
 
         ``mode`` (see ``versioned.lua``): "v" versioned (safe mode), "nx" only where no version
         is stored (backfill), "cas" only where the version is still ``change.version`` (repair;
@@ -154,11 +190,55 @@ class RedisSink:
                 log.info("redis forgot the versioned-write script (restarted?): loading it again")
                 self._sha = None
                 continue
-            raise errors[0]
-        out: list[int] = []
-        for reply in replies:
-            out.extend(int(x) for x in reply)
+            retry = next((e for e in errors if retryable(e)), None)
+            if retry is not None:
+                raise SinkUnavailable(f"{type(retry).__name__}: {retry}")
+            break
+        out: list[Any] = []
+        for i, reply in enumerate(replies):
+            if isinstance(reply, Exception):  # a change of this call can never be written: find which
+                out.extend(await self._one_by_one(changes[i * CHUNK:(i + 1) * CHUNK], int(tombstone_ttl), mode))
+            else:
+                out.extend(int(x) for x in reply)
         return out
+
+    async def _one_by_one(self, changes: Sequence[VersionedChange], ttl: int, mode: str) -> list[Any]:
+        """Each change of a call that failed for good, in a call of its own: the others apply
+        (a replay of what the failed call applied before its error is a no-op), the culprits
+        come back as their errors."""
+        assert self._sha is not None
+        pipe = self.redis.pipeline(transaction=False)
+        for c in changes:
+            keys, argv = script_args([c], ttl, mode)
+            pipe.evalsha(self._sha, len(keys), *keys, *argv)
+        try:
+            replies = await pipe.execute(raise_on_error=False)
+        except (RedisConnectionError, RedisTimeoutError, OSError) as e:
+            raise SinkUnavailable(f"{type(e).__name__}: {e}") from e
+        finally:
+            await pipe.reset()
+        out: list[Any] = []
+        for r in replies:
+            if isinstance(r, Exception) and retryable(r):
+                raise SinkUnavailable(f"{type(r).__name__}: {r}")
+            out.append(r if isinstance(r, Exception) else int(r[0]))
+        return out
+
+    async def dead_letter(self, entries: Sequence[dict[str, Any]]) -> None:
+        """Record changes Redis refused for good in the stream :data:`DEAD_LETTERS` (capped at
+        about :data:`DEAD_LETTERS_MAX` entries); raises SinkUnavailable if Redis is away."""
+        if not entries:
+            return
+        pipe = self.redis.pipeline(transaction=False)
+        for e in entries:
+            pipe.xadd(DEAD_LETTERS, {k: v if isinstance(v, bytes) else str(v) for k, v in e.items()},
+                      maxlen=DEAD_LETTERS_MAX, approximate=True)
+        try:
+            await pipe.execute()
+        except (RedisConnectionError, RedisTimeoutError, OSError) as e:
+            raise SinkUnavailable(f"{type(e).__name__}: {e}") from e
+        finally:
+            await pipe.reset()
 
     async def _eval_chunks(self, sha: str, changes: Sequence[VersionedChange], ttl: int,
                            mode: str = "v") -> list[Any]:

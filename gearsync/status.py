@@ -15,6 +15,7 @@ import redis
 
 from .config import TableConfig
 from .connections import connect_mysql
+from .constants import DEAD_LETTERS
 from .gearman import admin
 from .outbox import Outbox, installed
 from .schema import drift
@@ -34,11 +35,15 @@ class Status:
     gearman: dict[str, dict[str, dict[str, int]]] = field(default_factory=dict)
     #: configured table → how its live schema or its installed triggers no longer fit (empty: fine)
     tables: dict[str, list[str]] = field(default_factory=dict)
+    #: Entries in the dead-letter stream gearsync:dead (changes Redis refused for good), None if unknown.
+    dead_letters: Optional[int] = None
 
     @property
     def ok(self) -> bool:
-        """Every component asked about answered, and every configured table fits its config."""
-        return all(e is None for e in self.errors.values()) and not any(self.tables.values())
+        """Every component asked about answered, every configured table fits its config, and no
+        change waits in the dead letters."""
+        return (all(e is None for e in self.errors.values()) and not any(self.tables.values())
+                and not self.dead_letters)
 
     def as_dict(self) -> dict[str, Any]:
         d = asdict(self)
@@ -53,6 +58,9 @@ class Status:
         if self.outbox_size is not None:
             age = "-" if self.oldest_age is None else f"{self.oldest_age:.3f} s"
             lines.append(f"outbox: {self.outbox_size} rows, oldest {age}")
+        if self.dead_letters:
+            lines.append(f"dead letters: {self.dead_letters} changes Redis refused for good, in "
+                         f"{DEAD_LETTERS.decode()} (XRANGE to read them, DEL it once handled)")
         for table, problems in self.tables.items():
             lines.append(f"table {table}: " + ("ok" if not problems else "DRIFT: " + "; ".join(problems)))
         for name, err in self.errors.items():
@@ -102,6 +110,7 @@ def status(mysql_url: str | None = None, redis_url: str | None = None,
             client = redis.Redis.from_url(redis_url, socket_timeout=timeout, socket_connect_timeout=timeout)
             try:
                 client.ping()
+                st.dead_letters = int(client.xlen(DEAD_LETTERS))
             finally:
                 client.close()
             st.errors["redis"] = None

@@ -28,7 +28,8 @@ from .connections import redact
 from .gearman.worker import GearmanWorker, Job
 from .keys import reserved
 from .metrics import WorkerMetrics
-from .redis_sink import RedisSink, until_written
+from .constants import DEAD_LETTERS
+from .redis_sink import RedisSink, dead_letter_entry, until_written
 from .settings import Settings
 
 __all__ = ["Worker", "Handler", "ForcedShutdown", "default_handler"]
@@ -78,6 +79,7 @@ class Worker:
         self.jobs_failed = 0
         self.redis_retries = 0
         self.keys_refused = 0
+        self.dead_letters = 0
         self.batches = 0
         self._stopping = False
         self._force = False
@@ -283,15 +285,22 @@ class Worker:
         if not written:
             return False
         assert results is not None
-        bad = {owners[i] for i, r in enumerate(results) if isinstance(r, Exception)}
-        if bad:
-            for i in sorted(bad):
-                err = next(r for j, r in enumerate(results) if owners[j] == i and isinstance(r, Exception))
-                log.warning("job %s failed in redis: %s", ok[i].handle.decode(errors="replace"), err)
-            self.jobs_failed += gm.fail(ok[i] for i in bad)
-            ok = [j for i, j in enumerate(ok) if i not in bad]
+        bad: dict[int, Exception] = {}
+        for i, r in enumerate(results):
+            if isinstance(r, Exception):
+                bad.setdefault(owners[i], r)
+        if bad:  # Redis refused them for good (a WRONGTYPE): keep them in the dead letters, not lost
+            entries = [dead_letter_entry(ok[i].function, ok[i].handle, ok[i].workload, e) for i, e in bad.items()]
+            written, _ = await self._until_written(lambda: sink.dead_letter(entries), gm, len(ok))
+            if not written:
+                return False
+            for i, e in bad.items():
+                log.error("job %s (%s) refused by redis for good: %s: %s; kept in %s",
+                          ok[i].handle.decode(errors="replace"), ok[i].function.decode(errors="replace"),
+                          type(e).__name__, e, DEAD_LETTERS.decode())
+            self.dead_letters += len(bad)
         gm.complete(ok)
-        self.jobs_applied += len(ok)
+        self.jobs_applied += len(ok) - len(bad)
         return True
 
     async def _until_written(self, write: Callable[[], Awaitable[T]], gm: GearmanWorker,

@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 
 from gearsync import install as inst
-from gearsync.applier import direct_change
+from gearsync.payload import direct_change
 from gearsync.config import ConfigError, parse
 from gearsync.quoting import quote_ident
 from gearsync.schema import resolve

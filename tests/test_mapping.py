@@ -62,14 +62,17 @@ def test_changes_read_back_by_primary_key() -> None:
             OutboxRow(2, b"6", None, "update", None, "s.names", "[6]", 1001),     # gone since
             OutboxRow(3, b"8", b"7", "update", None, "s.names", "[8]", 1002),     # key moved 7 -> 8
             OutboxRow(4, b"9", None, "delete", None, "s.names", None, 1003),
-            OutboxRow(5, b"x", None, "insert", None, "s.gone", "[1]", 1004)]      # its table not read
+            OutboxRow(5, b"x", None, "insert", None, "s.gone", "[1]", 1004),      # not configured
+            OutboxRow(6, b"h:1", None, "insert", None, "s.h", "[1]", 1005)]      # configured, not read (drift)
     read = {"s.names": Rows(NAMES, [(b"5", (5, "five", None, None)), (b"8", (8, "eight", None, None))], KINDS)}
     skipped: list[Any] = []
-    out = changes_of(rows, read, {"s.names": t}, on_skip=lambda r, why: skipped.append((r.id, why)))
+    out = changes_of(rows, read, {"s.names": t, "s.h": CFG.table("s.h")},
+                     on_skip=lambda r, why: skipped.append((r.id, why)))
     assert out == [VersionedChange(b"5", 1000, b"five"), VersionedChange(b"6", 1001, None),
                    VersionedChange(b"7", 1002, None), VersionedChange(b"8", 1002, b"eight"),
                    VersionedChange(b"9", 1003, None)]
-    assert [i for i, _ in skipped] == [5] and "could not be read" in skipped[0][1]
+    assert [i for i, _ in skipped] == [5, 6]
+    assert "not a table of this worker's config" in skipped[0][1] and "could not be read" in skipped[1][1]
 
 
 def test_legacy_changes_carry_their_row() -> None:

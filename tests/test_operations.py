@@ -61,7 +61,7 @@ def _table(conn: Any, mode: str) -> dict[bytes, Any]:
 
 def _redis(r: Any, mode: str) -> dict[bytes, Any]:
     keys = list(r.scan_iter(match=f"{mode}:*".encode()))
-    return {k: json.loads(v) for k, v in zip(keys, r.mget(keys))} if keys else {}
+    return {k: json.loads(v) for k, v in zip(keys, r.mget(keys)) if v is not None} if keys else {}
 
 
 class Writers:

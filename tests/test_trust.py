@@ -18,6 +18,7 @@ from gearsync.config import ConfigError, parse
 from gearsync.gearman import GearmanClient
 from gearsync.testing.processes import WorkerProcess, wait_for
 
+from gearman_peers import grab_all
 from helpers import converge, execute, redis_state
 
 DB = "gs_trust"
@@ -131,6 +132,9 @@ def test_injection_corpus_through_the_client(stack: Any, mysql: Any, tmp_path: P
             if mode == "safe":
                 literal = text.replace("{{", "{").replace("}}", "}")
                 assert execute(mysql, "SELECT k FROM gearsync.outbox") == [((literal + ":5").encode(),)]
+        if mode == "direct":  # what the triggers sent is for this test only
+            execute(mysql, "SELECT gearsync_send_flush()")
+            assert len(grab_all(stack.gearmand, b"gearsync_direct")) == len(CORPUS)
     finally:
         execute(mysql, f"DROP DATABASE IF EXISTS {DB}")
 
