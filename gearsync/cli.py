@@ -140,22 +140,25 @@ def build_parser() -> argparse.ArgumentParser:
                         "drops the functions and triggers.")
     sq.add_argument("script", choices=("install", "uninstall"))
     ud = sub.add_parser("udf", help="build gearsync_udf.so from the shipped C sources, or install it",
-                        description="build: compile gearsync_udf.so with the host's mysql_config and C "
-                        "compiler (Debian: build-essential libmariadb-dev libmariadb-dev-compat "
-                        "libmariadbd-dev libgearman-dev). install: build if needed, then copy it into the "
-                        "server's SELECT @@plugin_dir and write gearsync_udf.cnf there unless one exists.")
-    ud.add_argument("action", choices=("build", "install"))
-    ud.add_argument("--build-dir", metavar="DIR",
-                    help=f"where the library is built (default {udf_library.default_build_dir()})")
-    ud.add_argument("--mysql-config", metavar="PATH", help="mysql_config or mariadb_config (default: "
-                    "mysql_config, else mariadb_config, on PATH)")
-    ud.add_argument("--plugin-dir", metavar="DIR", help="install: the server's plugin dir (default: asked "
-                    "with SELECT @@plugin_dir)")
-    ud.add_argument("--mysql", metavar="URL", dest="mysql_url", help="install: the server to ask for "
-                    "@@plugin_dir (default --mysql, GEARSYNC_MYSQL_URL or the config's [mysql] url, else "
-                    "the local socket as this OS user: mysql://root@localhost/?unix_socket=/run/mysqld/mysqld.sock)")
-    ud.add_argument("--servers", metavar="HOST[:PORT][,...]", help="install: the job servers written into a "
-                    "new gearsync_udf.cnf (default 127.0.0.1:4730; an existing file is kept)")
+                        description="The UDF library from the package's own C sources.")
+    actions = ud.add_subparsers(dest="action", metavar="ACTION", required=True)
+    for name, text in (("build", "compile gearsync_udf.so with the host's mysql_config and C compiler (Debian: "
+                                 "build-essential libmariadb-dev libmariadb-dev-compat libmariadbd-dev libgearman-dev)"),
+                       ("install", "build gearsync_udf.so if needed, copy it into the server's SELECT @@plugin_dir "
+                                   "and write gearsync_udf.cnf there unless one exists (what `make install-udf` does)")):
+        a = actions.add_parser(name, help=text.split(" (")[0], description=text[0].upper() + text[1:] + ".")
+        a.add_argument("--build-dir", metavar="DIR",
+                       help=f"where the library is built (default {udf_library.default_build_dir()})")
+        a.add_argument("--mysql-config", metavar="PATH",
+                       help="mysql_config or mariadb_config (default: mysql_config, else mariadb_config, on PATH)")
+        if name == "install":
+            a.add_argument("--plugin-dir", metavar="DIR", help="the server's plugin dir (default: asked with "
+                           "SELECT @@plugin_dir)")
+            a.add_argument("--mysql", metavar="URL", dest="mysql_url", help="the server to ask for @@plugin_dir "
+                           "(default GEARSYNC_MYSQL_URL or the config's [mysql] url, else the local socket as this "
+                           "OS user, e.g. mysql://root@localhost/?unix_socket=/run/mysqld/mysqld.sock)")
+            a.add_argument("--servers", metavar="HOST[:PORT][,...]", help="the job servers written into a new "
+                           "gearsync_udf.cnf (default 127.0.0.1:4730; an existing file is kept)")
     return p
 
 
