@@ -33,6 +33,7 @@ CREATE FUNCTION IF NOT EXISTS gearsync_timeout_set RETURNS INTEGER SONAME 'gears
 CREATE FUNCTION IF NOT EXISTS gearsync_do_timeout_set RETURNS INTEGER SONAME 'gearsync_udf.so';
 CREATE FUNCTION IF NOT EXISTS gearsync_send RETURNS STRING SONAME 'gearsync_udf.so';
 CREATE FUNCTION IF NOT EXISTS gearsync_send_flush RETURNS INTEGER SONAME 'gearsync_udf.so';
+CREATE FUNCTION IF NOT EXISTS gearsync_seq RETURNS INTEGER SONAME 'gearsync_udf.so';
 -- Servers without native JSON functions (MySQL < 5.7.8, MariaDB < 10.2) can also register the
 -- classic names: CREATE FUNCTION json_array / json_object / json_members / json_values
 -- RETURNS STRING SONAME 'gearsync_udf.so';

@@ -22,6 +22,7 @@ DROP FUNCTION IF EXISTS gearsync_timeout_set;
 DROP FUNCTION IF EXISTS gearsync_do_timeout_set;
 DROP FUNCTION IF EXISTS gearsync_send;
 DROP FUNCTION IF EXISTS gearsync_send_flush;
+DROP FUNCTION IF EXISTS gearsync_seq;
 DROP FUNCTION IF EXISTS udf_json_array;
 DROP FUNCTION IF EXISTS udf_json_object;
 DROP FUNCTION IF EXISTS udf_json_members;
