@@ -290,7 +290,7 @@ def sql_command(args: argparse.Namespace, settings: Settings) -> int:
 def udf_command(args: argparse.Namespace, settings: Settings) -> int:
     try:
         if args.action == "install":
-            udf_library.config_text(args.servers)  # a bad --servers fails before the build
+            udf_library.server_list(args.servers)  # a bad --servers fails before the build
         library = udf_library.build(args.build_dir, args.mysql_config)
         if args.action == "build":
             print(f"built {library}")
@@ -300,7 +300,7 @@ def udf_command(args: argparse.Namespace, settings: Settings) -> int:
     except (udf_library.UdfError, OSError) as e:
         print(f"gearsync udf {args.action}: {e}", file=sys.stderr)
         return 2
-    print("now: gearsync sql install | mariadb   (as a user who may CREATE FUNCTION)")
+    print("now: gearsync sql install | mariadb (and restart mysqld if it had loaded the library)")
     return 0
 
 

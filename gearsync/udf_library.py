@@ -35,7 +35,8 @@ from .resources import data_dir
 from .settings import SettingsError, parse_servers
 
 __all__ = ["LIBRARY", "CONFIG_FILE", "UdfError", "Installed", "default_build_dir", "find_mysql_config",
-           "check_toolchain", "build", "default_mysql_url", "server_plugin_dir", "config_text", "install"]
+           "check_toolchain", "build", "default_mysql_url", "server_plugin_dir", "server_list", "config_text",
+           "install"]
 
 LIBRARY = "gearsync_udf.so"
 CONFIG_FILE = "gearsync_udf.cnf"
@@ -140,29 +141,41 @@ def server_plugin_dir(mysql_url: str | None = None) -> Path:
     return Path(value.decode() if isinstance(value, bytes) else value)
 
 
-def config_text(servers: str | None = None) -> str:
-    """A new ``gearsync_udf.cnf``: the job servers (validated, normalised) and ``lock = on``."""
+def server_list(servers: str | None = None) -> str:
+    """``servers`` (default 127.0.0.1:4730) validated and normalised: ``gm1, gm2:4731`` →
+    ``gm1:4730, gm2:4731``."""
     try:
         parsed = parse_servers(servers or DEFAULT_GEARMAN)
     except SettingsError as e:
         raise UdfError(f"--servers: {e}") from None
-    listed = ", ".join(f"[{h}]:{p}" if ":" in h else f"{h}:{p}" for h, p in parsed)
-    return ("# gearsync_udf.cnf -- written by `gearsync udf install`, which never overwrites it: edit freely.\n"
-            "# Read by gearsync_udf.so when the server first uses it (README: The UDF library).\n"
+    return ", ".join(f"[{h}]:{p}" if ":" in h else f"{h}:{p}" for h, p in parsed)
+
+
+def config_text(servers: str | None = None) -> str:
+    """A new ``gearsync_udf.cnf``: the job servers and ``lock = on``."""
+    listed = server_list(servers)
+    return ("# gearsync_udf.cnf: read by gearsync_udf.so once per mysqld start (written by gearsync udf install,\n"
+            "# which never overwrites it). Where the server list and settings came from is one line in the\n"
+            "# server error log.\n"
             f"servers = {listed}\n"
-            "# on: gman_servers_set() and the *_timeout_set() functions refuse at run time\n"
-            "lock = on\n")
+            "# on: gman_servers_set, gearsync_timeout_set, gearsync_do_timeout_set refuse at run time.\n"
+            "lock = on\n"
+            "# timeout_ms = 250        # background submits (at most 10000)\n"
+            "# do_timeout_ms = 5000    # foreground gman_do* (at most 60000)\n"
+            "# secret_file = /etc/mysql/gearsync.secret   # signs gearsync_send jobs; readable by mysqld only\n")
 
 
 @dataclass(frozen=True)
 class Installed:
     library: Path
     config: Path
-    config_written: bool  #: False: one existed and was kept
+    #: the servers written into a new cnf; None: one existed and was kept
+    servers: str | None
 
     def __str__(self) -> str:
-        cnf = "wrote" if self.config_written else "kept the existing"
-        return f"installed {self.library}; {cnf} {self.config}"
+        cnf = (f"wrote {self.config} (servers = {self.servers}, lock = on)" if self.servers is not None
+               else f"kept the existing {self.config} (not overwritten)")
+        return f"installed {self.library}\n{cnf}"
 
 
 def install(library: str | os.PathLike[str], plugin_dir: str | os.PathLike[str],
@@ -172,7 +185,7 @@ def install(library: str | os.PathLike[str], plugin_dir: str | os.PathLike[str],
     src, target_dir = Path(library), Path(plugin_dir)
     if not src.is_file():
         raise UdfError(f"{src} does not exist: run `gearsync udf build` first")
-    text = config_text(servers)
+    listed, text = server_list(servers), config_text(servers)
     target_dir.mkdir(parents=True, exist_ok=True)
     target, tmp = target_dir / LIBRARY, target_dir / f".{LIBRARY}.{os.getpid()}.tmp"
     try:
@@ -187,7 +200,6 @@ def install(library: str | os.PathLike[str], plugin_dir: str | os.PathLike[str],
         with open(cnf, "x", encoding="utf-8") as f:
             f.write(text)
         os.chmod(cnf, 0o644)
-        written = True
     except FileExistsError:
-        written = False
-    return Installed(target, cnf, written)
+        return Installed(target, cnf, None)
+    return Installed(target, cnf, listed)

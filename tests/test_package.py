@@ -220,7 +220,9 @@ def test_the_installed_package_syncs_an_insert_to_redis_without_the_checkout(
     plugin_dir = Path(st["plugin_dir"])
     res = installed.gearsync("udf", "install", "--plugin-dir", str(plugin_dir), "--servers", st["gearmand"])
     assert res.returncode == 0, res.stderr.decode()
-    assert f"installed {plugin_dir / 'gearsync_udf.so'}; wrote {plugin_dir / 'gearsync_udf.cnf'}" in res.stdout.decode()
+    assert res.stdout.decode().splitlines()[:2] == [
+        f"installed {plugin_dir / 'gearsync_udf.so'}",
+        f"wrote {plugin_dir / 'gearsync_udf.cnf'} (servers = {st['gearmand']}, lock = on)"]
     assert (plugin_dir / "gearsync_udf.so").read_bytes() == library.read_bytes()
     assert f"servers = {st['gearmand']}\n" in (plugin_dir / "gearsync_udf.cnf").read_text()
 
@@ -234,8 +236,12 @@ def test_the_installed_package_syncs_an_insert_to_redis_without_the_checkout(
     db = pymysql.connect(unix_socket=st["socket"], user="root", autocommit=True)
     r = redis.Redis.from_url(st["redis"])
     with db.cursor() as cur:
-        cur.execute("SELECT gman_servers_set(%s), gearsync_udf_info()", (st["gearmand"],))
-        assert cur.fetchone() == (st["gearmand"].encode(), gearsync.__version__.encode())
+        cur.execute("SELECT gearsync_udf_info()")
+        assert cur.fetchone() == (gearsync.__version__.encode(),)
+        try:  # a library without `lock` lets install.sql's own gman_servers_set win over the cnf
+            cur.execute("SELECT gman_servers_set(%s)", (st["gearmand"],))
+        except pymysql.MySQLError as e:  # with it, the cnf that udf install wrote is in force
+            assert "locked by gearsync_udf.cnf" in str(e)
     log = tmp_path / "worker.log"
     with open(log, "wb") as out:
         worker = subprocess.Popen(
@@ -255,7 +261,7 @@ def test_the_installed_package_syncs_an_insert_to_redis_without_the_checkout(
         inode = (plugin_dir / "gearsync_udf.so").stat().st_ino
         res = installed.gearsync("udf", "install", "--mysql", socket_url)
         assert res.returncode == 0, res.stderr.decode()
-        assert f"kept the existing {plugin_dir / 'gearsync_udf.cnf'}" in res.stdout.decode()
+        assert f"kept the existing {plugin_dir / 'gearsync_udf.cnf'} (not overwritten)" in res.stdout.decode()
         assert (plugin_dir / "gearsync_udf.so").stat().st_ino != inode
         with db.cursor() as cur:
             cur.execute("INSERT INTO test.test VALUES (2, 'after the reinstall')")

@@ -76,7 +76,7 @@ def test_udf_build_is_incremental_and_compiles_the_package_version(
 def test_udf_install_replaces_the_library_and_never_overwrites_the_cnf(udf_so: Path, tmp_path: Path) -> None:
     plugin = tmp_path / "plugin"
     first = udf_library.install(udf_so, plugin, "gm1, gm2:4731,[::1]")
-    assert first.config_written and first.library == plugin / "gearsync_udf.so"
+    assert first.servers == "gm1:4730, gm2:4731, [::1]:4730" and first.library == plugin / "gearsync_udf.so"
     text = first.config.read_text()
     assert "servers = gm1:4730, gm2:4731, [::1]:4730\n" in text and "lock = on\n" in text
     assert first.library.read_bytes() == udf_so.read_bytes()
@@ -84,7 +84,7 @@ def test_udf_install_replaces_the_library_and_never_overwrites_the_cnf(udf_so: P
     first.config.write_text("servers = mine:4730\n")
     inode = first.library.stat().st_ino
     again = udf_library.install(udf_so, plugin, "other")
-    assert not again.config_written and again.config.read_text() == "servers = mine:4730\n"
+    assert again.servers is None and again.config.read_text() == "servers = mine:4730\n"
     assert again.library.stat().st_ino != inode  # renamed into place, never rewritten under a server
     assert sorted(p.name for p in plugin.iterdir()) == ["gearsync_udf.cnf", "gearsync_udf.so"]
 
