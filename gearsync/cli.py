@@ -175,12 +175,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.print_help()
         return 2
     options = {k: v for k, v in vars(args).items() if k in _SETTINGS}
-    table_command = args.command not in ("worker", "status", "sql", "udf")
-    quiet = table_command or args.command in ("sql", "udf")
+    package_command = args.command in ("sql", "udf")  # the package's own SQL and library
+    table_command = args.command not in ("worker", "status") and not package_command
+    reads_config = not package_command or (args.command == "udf" and args.action == "install")  # --mysql's default
     try:
-        settings = Settings.load(options, require_config=table_command,
-                                 read_config=not (args.command == "sql" or (args.command == "udf" and args.action == "build")),
-                                 defaults={"log_level": "WARNING"} if quiet else None)
+        settings = Settings.load(options, require_config=table_command, read_config=reads_config,
+                                 defaults={"log_level": "WARNING"} if table_command or package_command else None)
     except (SettingsError, ConfigError) as e:
         if args.command == "worker":
             parser.error(str(e))
@@ -283,7 +283,7 @@ def verify_command(args: argparse.Namespace, settings: Settings) -> int:
 
 def sql_command(args: argparse.Namespace, settings: Settings) -> int:
     sys.stdout.buffer.write(sql_path(f"{args.script}.sql").read_bytes())
-    sys.stdout.flush()
+    sys.stdout.buffer.flush()
     return 0
 
 
