@@ -1,7 +1,7 @@
 """``gearsync backfill``: load configured tables' existing rows into Redis.
 
-Rows come from :func:`gearsync.scan.scan_rows` (primary-key chunks, keys and values computed
-by the database with the triggers' own expressions) and are mapped by
+Rows come from :meth:`gearsync.scan.TableReader.chunks` (primary-key chunks, keys computed by
+the database with the triggers' own expression) and are mapped by
 :func:`gearsync.mapping.row_changes`, so a backfilled value is byte-identical to what the
 worker writes for the same row. One pipeline per chunk; a reader thread fetches the next
 chunk while the current one is written.
@@ -42,7 +42,7 @@ from .constants import DEFAULT_CHUNK, DEFAULT_REDIS_URL
 from .keys import checkpoint_key, glob_escape
 from .mapping import row_changes
 from .progress import Progress
-from .scan import count_rows, plan_bounds, scan_rows
+from .scan import TableReader, count_rows, plan_bounds
 from .schema import ResolvedTable, resolve
 from .versioned import ScriptRunner
 
@@ -78,7 +78,7 @@ def _pk_of(values: Sequence[Any]) -> list[Any]:
 def _reader(conn: Any, rt: ResolvedTable, after: Any, chunk: int, out: "queue.Queue[Any]",
             stop: threading.Event, upto: Any = None) -> None:
     try:
-        for item in scan_rows(conn, rt, after, chunk, upto):
+        for item in TableReader(rt.cfg, lambda: conn, rt).chunks(after, chunk, upto):
             while not stop.is_set():
                 try:
                     out.put(item, timeout=0.2)
@@ -146,7 +146,7 @@ def backfill_table(rt: ResolvedTable, conn: Any, client: "redis_lib.Redis", *, c
             if max_chunks is not None and chunks >= max_chunks:
                 break
             pending = runner.send(changes, "nx", [("SET", ck, json.dumps(_pk_json(last)))])
-            pending_rows = len(batch)
+            pending_rows = len(batch.rows)
     finally:
         if pending is not None:  # an error elsewhere: read the answers so the connection is clean
             try:
@@ -267,5 +267,12 @@ def backfill(cfg: Config, tables: Sequence[str] | None = None, *, mysql_url: str
             return [backfill_parallel(rt, url, redis_url, jobs, chunk=chunk, restart=restart,  # type: ignore[arg-type]
                                       progress=progress) for rt in resolved]
         runner = ScriptRunner(client)
-        return [backfill_table(rt, conn, client, chunk=chunk, restart=restart, progress=progress, runner=runner)
-                for rt in resolved]
+        out = []
+        for rt in resolved:
+            try:
+                out.append(backfill_table(rt, conn, client, chunk=chunk, restart=restart, progress=progress,
+                                          runner=runner))
+            except Exception as e:
+                raise RuntimeError(f"backfill {rt.name}: {type(e).__name__}: {e} (the checkpoint stays: "
+                                   "run it again to resume)") from e
+        return out

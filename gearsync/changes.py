@@ -60,7 +60,14 @@ TableHandler = Callable[[TableChange], Any]
 
 
 class OutboxRow(NamedTuple):
-    """One row of ``gearsync.outbox`` as the worker claimed it."""
+    """One change of a source row: a row of ``gearsync.outbox`` as the worker claimed it, or a
+    direct-mode job (``id`` 0).
+
+    ``key`` is the row's Redis key after the change (before it, for a delete), ``old_key`` the
+    key before an UPDATE that changed it. ``pk`` names the row by its primary key (a JSON
+    array, binary parts as hex) for the worker to read it; legacy changes carry the value
+    columns as JSON in ``row`` instead. ``ver`` is the change's version (``gearsync_seq()`` in
+    the trigger; 0 for rows written before versions existed, which use ``id``)."""
 
     id: int
     key: bytes
@@ -68,6 +75,8 @@ class OutboxRow(NamedTuple):
     op: str
     row: str | None
     source: str | None = None
+    pk: str | None = None
+    ver: int = 0
 
 
 class VersionedChange(NamedTuple):

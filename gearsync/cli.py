@@ -191,17 +191,13 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def worker_command(args: argparse.Namespace, settings: Settings) -> int:
-    if any(t.mode == "safe" for t in settings.tables.values()) and not settings.mysql_url:
-        print(f"gearsync worker: {settings.config_path}: safe-mode tables need a MySQL URL "
-              "([mysql] url, --mysql or GEARSYNC_MYSQL_URL)", file=sys.stderr)
-        return 2
     if settings.concurrency > 1:
         return run_workers(settings, settings.concurrency, lambda: configure(settings.log_level, settings.log_format))
     return Worker(settings).run_forever()
 
 
 def status_command(args: argparse.Namespace, settings: Settings) -> int:
-    st = status(settings.mysql_url, settings.redis_url, settings.gearman)
+    st = status(settings.mysql_url, settings.redis_url, settings.gearman, tables=settings.tables)
     print(st.to_json() if args.json else st)
     return 0 if st.ok else 1
 
@@ -229,8 +225,12 @@ def triggers_command(args: argparse.Namespace, settings: Settings) -> int:
             if args.command == "triggers":
                 sys.stdout.write(install.triggers_script(cfg, conn, args.mode))
             elif args.command == "install":
-                names = install.install(cfg, conn, args.mode)
-                print(f"installed triggers on {len(names)} tables: {', '.join(names)}")
+                done = install.install(cfg, conn, args.mode)
+                for line in done.done:
+                    print(line)
+                for line in done.warnings:
+                    print(f"warning: {line}", file=sys.stderr)
+                print(f"installed triggers on {len(done)} tables: {', '.join(done)}")
             else:
                 names = install.uninstall(cfg, conn)
                 print(f"dropped the triggers of {len(names)} tables: {', '.join(names)}")

@@ -32,11 +32,14 @@ import base64
 import json
 import re
 import struct
-from typing import Any
+from typing import Any, Callable
 
-__all__ = ["kind_of", "KINDS", "to_bytes", "to_json", "wkt"]
+__all__ = ["kind_of", "KINDS", "to_bytes", "to_json", "bytes_encoder", "json_encoder", "wkt", "PK_HEX_KINDS"]
 
 KINDS = ("int", "decimal", "float", "bit", "temporal", "text", "binary", "json", "geometry")
+#: Primary-key kinds that travel as hex (the triggers write HEX(col), readers bind UNHEX(?)):
+#: JSON cannot carry their bytes.
+PK_HEX_KINDS = ("binary", "bit", "geometry")
 
 _INT = {"tinyint", "smallint", "mediumint", "int", "integer", "bigint", "year"}
 _DECIMAL = {"decimal", "numeric"}
@@ -78,48 +81,84 @@ def _text(v: Any) -> str:
     return str(v)
 
 
-def to_bytes(kind: str, v: Any) -> bytes:
-    """A non-NULL value as the bytes of a string key or hash field."""
-    if kind == "binary":
-        return bytes(v) if not isinstance(v, str) else v.encode("utf-8", "surrogateescape")
-    if kind == "bit":
-        return b"%d" % int.from_bytes(bytes(v), "big") if not isinstance(v, int) else b"%d" % v
-    if kind == "geometry" and not isinstance(v, str):
-        return wkt(bytes(v)).encode()
+def _utf8(v: Any) -> bytes:
+    if isinstance(v, str):
+        return v.encode("utf-8", "surrogateescape")
     if isinstance(v, (bytes, bytearray)):
         return bytes(v)
-    return _text(v).encode("utf-8", "surrogateescape")
+    return str(v).encode()
+
+
+def _raw_bytes(v: Any) -> bytes:
+    return bytes(v) if not isinstance(v, str) else v.encode("utf-8", "surrogateescape")
+
+
+def _bit(v: Any) -> bytes:
+    return b"%d" % (v if isinstance(v, int) else int.from_bytes(bytes(v), "big"))
+
+
+def _geometry(v: Any) -> bytes:
+    return v.encode() if isinstance(v, str) else wkt(bytes(v)).encode()
+
+
+_BYTES: dict[str, Callable[[Any], bytes]] = {"binary": _raw_bytes, "bit": _bit, "geometry": _geometry}
+
+
+def bytes_encoder(kind: str) -> Callable[[Any], bytes]:
+    """``fn(value) -> bytes`` for a non-NULL value of ``kind``: a string key or a hash field."""
+    return _BYTES.get(kind, _utf8)
 
 
 _NUMBER = re.compile(r"-?(?:0|[1-9][0-9]*)(?:\.[0-9]+)?(?:[eE][+-]?[0-9]+)?\Z")
 _json_string = json.JSONEncoder(ensure_ascii=False).encode
 
 
+def _j_number(v: Any) -> str:
+    if type(v) is int:
+        return str(v)
+    t = _text(v)
+    if _NUMBER.match(t):
+        return t
+    t2 = t.replace("e+", "e")  # a double the server printed as 1e+20
+    return t2 if _NUMBER.match(t2) else _json_string(t)
+
+
+def _j_text(v: Any) -> str:
+    return _json_string(v if type(v) is str else _text(v))
+
+
+def _j_binary(v: Any) -> str:
+    return '"' + base64.b64encode(_raw_bytes(v)).decode() + '"'
+
+
+def _j_json(v: Any) -> str:
+    t = _text(v)
+    try:
+        json.loads(t)
+    except ValueError:  # not JSON after all (a text column without a check): a string
+        return _json_string(t)
+    return t
+
+
+_JSON: dict[str, Callable[[Any], str]] = {
+    "int": _j_number, "decimal": _j_number, "float": _j_number, "bit": lambda v: _bit(v).decode(),
+    "binary": _j_binary, "geometry": lambda v: _json_string(_geometry(v).decode()), "json": _j_json,
+}
+
+
+def json_encoder(kind: str) -> Callable[[Any], str]:
+    """``fn(value) -> JSON text`` for a non-NULL value of ``kind``."""
+    return _JSON.get(kind, _j_text)
+
+
+def to_bytes(kind: str, v: Any) -> bytes:
+    """A non-NULL value as the bytes of a string key or hash field."""
+    return bytes_encoder(kind)(v)
+
+
 def to_json(kind: str, v: Any) -> str:
     """A value (None: NULL) as a JSON text fragment."""
-    if v is None:
-        return "null"
-    if kind in ("int", "decimal", "float"):
-        t = _text(v)
-        if _NUMBER.match(t):
-            return t
-        # "1e20" is JSON already; a float the server printed as "1e+20" or "inf" is not
-        t2 = t.replace("e+", "e")
-        return t2 if _NUMBER.match(t2) else _json_string(t)
-    if kind == "bit":
-        return to_bytes("bit", v).decode()
-    if kind == "binary":
-        return '"' + base64.b64encode(to_bytes("binary", v)).decode() + '"'
-    if kind == "geometry":
-        return _json_string(to_bytes("geometry", v).decode())
-    if kind == "json":
-        t = _text(v)
-        try:
-            json.loads(t)
-        except ValueError:
-            return _json_string(t)
-        return t
-    return _json_string(_text(v))
+    return "null" if v is None else json_encoder(kind)(v)
 
 
 # -- WKB (MySQL's internal form: 4-byte SRID, then WKB) to WKT ------------------------------------

@@ -10,6 +10,7 @@
 from __future__ import annotations
 
 import contextlib
+import importlib
 import os
 from typing import Any, Iterator
 from urllib.parse import parse_qs, unquote, urlsplit
@@ -71,16 +72,36 @@ def driver_module(name: str | None = None) -> Any:
     raise ValueError(f"unknown MySQL driver {name!r}: expected mysqlclient or pymysql")
 
 
+#: MySQL field types whose values gearsync reads as the server's own text (exact DECIMAL digits,
+#: FLOAT/DOUBLE as the server prints them, temporal values including zero dates, BIT bytes):
+#: see gearsync.codec.
+RAW_TYPES = (0, 246, 4, 5, 10, 12, 7, 11, 13, 14)  # DECIMAL NEWDECIMAL FLOAT DOUBLE DATE DATETIME
+#                                                   TIMESTAMP TIME YEAR NEWDATE
+
+
+def _raw(value: Any) -> Any:
+    return value
+
+
+def raw_conversions(mod: Any) -> dict[Any, Any]:
+    """The driver's conversions with :data:`RAW_TYPES` returned as they came."""
+    conv = dict(importlib.import_module(mod.__name__ + ".converters").conversions)
+    for t in RAW_TYPES:
+        conv[t] = _raw
+    return conv
+
+
 def connect_mysql(url: str, *, driver: str | None = None, autocommit: bool = True, **kw: Any) -> Any:
-    """A DB-API connection in utf8mb4 (autocommit unless told otherwise). Timeouts in ``kw``
-    (``connect_timeout``, ``read_timeout``, ``write_timeout``) are seconds; mysqlclient gets
-    them rounded up to whole seconds, the only unit it takes."""
+    """A DB-API connection in utf8mb4 (autocommit unless told otherwise) that returns numbers and
+    times as the server's text (:func:`raw_conversions`). Timeouts in ``kw`` (``connect_timeout``,
+    ``read_timeout``, ``write_timeout``) are seconds; mysqlclient gets them rounded up to whole
+    seconds, the only unit it takes."""
     args = parse_mysql_url(url)
     args.pop("database", None)
     mod = driver_module(driver)
     if mod.__name__ == "MySQLdb":
         kw = {k: (max(1, int(round(v))) if k.endswith("_timeout") else v) for k, v in kw.items()}
-    return mod.connect(**args, charset="utf8mb4", autocommit=autocommit, **kw)
+    return mod.connect(**args, charset="utf8mb4", autocommit=autocommit, conv=raw_conversions(mod), **kw)
 
 
 @contextlib.contextmanager

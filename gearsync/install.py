@@ -2,14 +2,12 @@
 
 Each configured table is first resolved against the live schema
 (:func:`gearsync.schema.resolve`: unknown tables or columns, nullable key columns and tables
-without a primary key are errors naming the file, table and field), so nothing is created
-for a config that does not fit the database. :func:`table_statements` turns a resolved table
-into trigger SQL:
-
-* safe mode: :func:`gearsync.triggers.safe_triggers` with the config's key template, so the
-  outbox row carries the rendered key and the value columns as a JSON object;
-* direct mode: :func:`gearsync.triggers.direct_triggers` (one ``udf_json_object`` job per row
-  to the ``gearsync_direct`` function, the outbox row's shape).
+without a primary key are errors naming the file, table and field), and :func:`install` checks
+what the triggers will need — the outbox (created or upgraded where missing) and the UDFs
+they call — so nothing is created that would make an application's write fail.
+:func:`table_statements` turns a resolved table into trigger SQL: safe mode
+(:func:`gearsync.triggers.safe_triggers`) or direct mode
+(:func:`gearsync.triggers.direct_triggers`), both naming the changed row by its primary key.
 """
 
 from __future__ import annotations
@@ -17,23 +15,30 @@ from __future__ import annotations
 import logging
 from typing import Any, Sequence
 
-from .config import Config
+from . import __version__, outbox
+from .config import Config, ConfigError
 from .schema import ResolvedTable, resolve
 from .triggers import direct_triggers, drop_triggers, render_script, safe_triggers
 
-__all__ = ["table_statements", "config_statements", "install", "uninstall", "triggers_script"]
+__all__ = ["table_statements", "config_statements", "install", "uninstall", "triggers_script", "check_udfs",
+           "Installed"]
 
 log = logging.getLogger(__name__)
+
+#: UDFs the generated triggers call, with a probe that calls each without side effects.
+UDF_PROBES = {"gearsync_seq": "SELECT gearsync_seq()", "gearsync_send": "SELECT gearsync_send_flush()",
+              "gearsync_udf_info": "SELECT gearsync_udf_info()"}
 
 
 def table_statements(rt: ResolvedTable, mode: str | None = None) -> list[str]:
     """The DROP/CREATE TRIGGER statements of one table (``mode`` overrides the config's)."""
     mode = mode or rt.cfg.mode
     t = rt.cfg
+    pk = [(c, rt.kinds.get(c, "text")) for c in rt.primary_key]
     if mode == "safe":
-        return safe_triggers(t.schema, t.table, t.key_columns, rt.value_columns, key_template=t.key)
+        return safe_triggers(t.schema, t.table, t.key_columns, key_template=t.key, pk=pk)
     if mode == "direct":
-        return direct_triggers(t.schema, t.table, t.key, rt.value_columns, t.key_columns)
+        return direct_triggers(t.schema, t.table, t.key, pk)
     raise ValueError(f"unknown mode {mode!r}: expected safe or direct")
 
 
@@ -41,25 +46,77 @@ def config_statements(tables: Sequence[ResolvedTable], mode: str | None = None) 
     return [s for rt in tables for s in table_statements(rt, mode)]
 
 
+def _comment(text: str) -> str:
+    """Config text fit for a ``--`` comment line: every character outside printable ASCII (a
+    newline would end the comment and run the rest as SQL) as a \\x/\\u escape."""
+    return "".join(ch if " " <= ch <= "~" else ascii(ch)[1:-1] for ch in text)
+
+
 def triggers_script(cfg: Config, conn: Any, mode: str | None = None) -> str:
     """``gearsync triggers``: the SQL script (for the mysql client) of every configured table."""
     out: list[str] = []
     for rt in resolve(cfg, conn):
-        out.append(f"-- {rt.cfg.display}: {mode or rt.cfg.mode} mode, key {rt.cfg.key}, value {rt.cfg.value}")
+        out.append(_comment(f"-- {rt.cfg.display}: {mode or rt.cfg.mode} mode, key {rt.cfg.key}, "
+                            f"value {rt.cfg.value}"))
         out.append(render_script(table_statements(rt, mode)))
     return "\n".join(out)
 
 
-def install(cfg: Config, conn: Any, mode: str | None = None) -> list[str]:
-    """Check everything, then create the triggers of every configured table; their names."""
-    tables = resolve(cfg, conn)  # raises before anything is created
+def check_udfs(conn: Any) -> str:
+    """Raise ConfigError unless the UDFs the triggers call are registered; the library version."""
+    version = ""
+    with conn.cursor() as cur:
+        for name, probe in UDF_PROBES.items():
+            try:
+                cur.execute(probe)
+                row = cur.fetchone()
+            except Exception as e:
+                raise ConfigError(f"the UDF {name} is not registered ({type(e).__name__}: {e}): install the library "
+                                  "and register its functions first (make install-udf, then sql/install.sql as root)"
+                                  ) from None
+            if name == "gearsync_udf_info":
+                version = row[0].decode() if isinstance(row[0], bytes) else str(row[0])
+    if version != __version__:
+        log.warning("the UDF library in the server is %s, this gearsync is %s: install the matching library "
+                    "(make install-udf) and restart the server", version, __version__)
+    return version
+
+
+class Installed(list):  # type: ignore[type-arg]
+    """The tables :func:`install` created triggers for, plus what it did and has to say."""
+
+    def __init__(self, names: Sequence[str], done: Sequence[str], warnings: Sequence[str]) -> None:
+        super().__init__(names)
+        self.done = list(done)
+        self.warnings = list(warnings)
+
+
+def install(cfg: Config, conn: Any, mode: str | None = None) -> Installed:
+    """Check everything, then create the triggers of every configured table; their names.
+
+    Before anything is created: every table resolves against the schema, the UDFs the
+    triggers call are registered, and the outbox exists with every column the triggers write
+    (created or upgraded if not). Tables without transactions and tables changed by cascading
+    foreign keys are reported in ``warnings``."""
+    tables = resolve(cfg, conn)
+    check_udfs(conn)
+    try:
+        done = outbox.ensure(conn)
+    except Exception as e:
+        raise ConfigError(f"cannot create or upgrade the outbox gearsync.outbox ({type(e).__name__}: {e}): "
+                          "run sql/install.sql as root, or grant this login CREATE and ALTER on `gearsync`") from None
     stmts = config_statements(tables, mode)
     with conn.cursor() as cur:
         for s in stmts:
             cur.execute(s)
+    for rt in tables:
+        outbox.record_installed(conn, rt.name, mode or rt.cfg.mode, rt.primary_key)
     names = [rt.name for rt in tables]
+    warnings = [w for rt in tables for w in rt.warnings()]
+    for w in warnings:
+        log.warning("%s", w)
     log.info("installed triggers on %d tables: %s", len(names), ", ".join(names))
-    return names
+    return Installed(names, done, warnings)
 
 
 def uninstall(cfg: Config, conn: Any) -> list[str]:
@@ -70,4 +127,9 @@ def uninstall(cfg: Config, conn: Any) -> list[str]:
             for s in drop_triggers(t.schema, t.table):
                 cur.execute(s)
             names.append(t.name)
+    for name in names:
+        try:
+            outbox.record_installed(conn, name, None, ())
+        except Exception:  # no record table (an outbox from before it): nothing to forget
+            pass
     return names

@@ -1,114 +1,93 @@
 """The one place a source row becomes what Redis holds for it.
 
-A row is a mapping of column name to value as it arrives (JSON-decoded: str, int, float,
-bool, None, or the exact text of a number). A configured table's ``value`` shape decides:
+A configured table's ``value`` shape decides, with :mod:`gearsync.codec` encoding each column
+by its kind:
 
-* ``column``: the one column's text (``None`` → the key is deleted: Redis has no NULL, an
-  absent key is a cache miss);
-* ``json``: the chosen columns as one JSON object, NULL as ``null``;
+* ``column``: the one column's bytes (NULL → the key is deleted: Redis has no NULL, an absent
+  key is a cache miss);
+* ``json``: the chosen columns as one JSON object, in table order, NULL as ``null``;
 * ``hash``: a Redis hash of the chosen columns; a NULL column is an absent field.
 
-The worker (outbox rows, ``gearsync_direct`` jobs), backfill and verify all turn rows into
-:class:`~gearsync.changes.VersionedChange` writes here: :func:`row_change` for one row,
-:func:`row_changes` for a scanned chunk, :func:`outbox_changes` for claimed outbox rows,
-:func:`direct_changes` for a direct-mode job. An UPDATE that changed a row's key also
-deletes the old key, with the same version (:func:`_moved`).
+The worker (outbox rows and direct-mode jobs), backfill and verify all turn rows into
+:class:`~gearsync.changes.VersionedChange` writes here. A change names a row by its primary
+key; the worker reads the row as it is now (:class:`gearsync.scan.TableReader`) and
+:func:`changes_of` writes it under its key — or deletes the key when the row is gone or now
+maps to another key (a later change of that row writes the new key). An UPDATE that changed
+a row's key also deletes the old key, with the same version.
 """
 
 from __future__ import annotations
 
 import json
 import logging
-from typing import Any, Mapping, Sequence
+from typing import Any, Callable, Mapping, Sequence
 
 from .changes import OutboxRow, TableChange, TableHandler, Value, VersionedChange
+from .codec import bytes_encoder, json_encoder
 from .config import TableConfig
 from .payload import Num, decode_json
+from .scan import Rows
 
-__all__ = ["render", "text_of", "row_change", "row_changes", "outbox_changes", "direct_changes"]
+__all__ = ["RowEncoder", "encoder", "row_changes", "changes_of", "SchemaDrift", "Read"]
 
 log = logging.getLogger(__name__)
 
-_json_decode = json.JSONDecoder().decode
-_json_encode = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
+_json_string = json.JSONEncoder(ensure_ascii=False).encode
 
 
-# -- one row ------------------------------------------------------------------------------------
-def text_of(value: Any) -> bytes:
-    """A scalar column value as the bytes a reader of the cache expects."""
-    if isinstance(value, bytes):
-        return value
-    if isinstance(value, str):
-        return value.encode("utf-8", "surrogatepass")
-    if value is True:
-        return b"1"
-    if value is False:
-        return b"0"
-    if isinstance(value, (int, float)):
-        return repr(value).encode() if isinstance(value, float) else str(value).encode()
-    return _json_encode(value).encode()
+class SchemaDrift(ValueError):
+    """A configured column is not in the table any more: the change cannot be mapped."""
 
 
-def render(table: TableConfig, row: Mapping[str, Any], columns: Sequence[str] | None = None) -> Value:
-    """The Redis value of ``row``; ``columns`` is the table's column order (default: the row's)."""
-    order = list(columns) if columns is not None else list(row)
-    if table.value == "column":
-        assert table.column is not None
-        v = row.get(table.column)
-        return Value("delete") if v is None else Value("string", text_of(v), table.ttl)
-    chosen = [c for c in table.value_columns(order) if c in row]
-    if table.value == "json":
-        return Value("string", _json_encode({c: row[c] for c in chosen}).encode(), table.ttl)
-    fields = {c.encode(): text_of(row[c]) for c in chosen if row[c] is not None}
-    return Value("hash", fields, table.ttl) if fields else Value("delete")
+class RowEncoder:
+    """A table's rows (values in the order of ``names``) → its Redis values."""
+
+    def __init__(self, cfg: TableConfig, names: Sequence[str], kinds: Mapping[str, str]) -> None:
+        self.cfg, self.ttl, self.shape = cfg, cfg.ttl, cfg.value
+        index = {n: i for i, n in enumerate(names)}
+        chosen = cfg.value_columns(names)
+        missing = [c for c in ([cfg.column] if cfg.value == "column" else (cfg.columns or ())) if c not in index]
+        if missing:
+            raise SchemaDrift(f"{cfg.display}: configured column {missing[0]!r} is not in the table "
+                              f"(it has {', '.join(names)})")
+        self.column = (index[chosen[0]], bytes_encoder(kinds.get(chosen[0], "text"))) if cfg.value == "column" else None
+        self.json = [(index[c], _json_string(c) + ":", json_encoder(kinds.get(c, "text"))) for c in chosen]
+        self.hash = [(index[c], c.encode("utf-8", "surrogateescape"), bytes_encoder(kinds.get(c, "text")))
+                     for c in chosen]
+
+    def value(self, values: Sequence[Any]) -> Value:
+        if self.column is not None:
+            i, enc = self.column
+            v = values[i]
+            return Value("delete") if v is None else Value("string", enc(v), self.ttl)
+        if self.shape == "json":
+            body = ",".join(name + ("null" if values[i] is None else enc(values[i])) for i, name, enc in self.json)
+            return Value("string", ("{" + body + "}").encode("utf-8", "surrogateescape"), self.ttl)
+        fields = {f: enc(values[i]) for i, f, enc in self.hash if values[i] is not None}
+        return Value("hash", fields, self.ttl) if fields else Value("delete")
+
+    def change(self, key: bytes, version: int, values: Sequence[Any]) -> VersionedChange:
+        return VersionedChange.of(key, version, self.value(values))
 
 
-def row_change(table: TableConfig, key: bytes, version: int, row: str | None) -> VersionedChange:
-    """The write of a configured table's row (its value columns as a JSON object; None: the row
-    is gone): string, hash or delete, with the TTL."""
-    if row is None:
-        return VersionedChange(key, version, None)
-    obj = _json_decode(row)
-    if type(obj) is not dict:
-        raise ValueError(f"row is not a JSON object: {row[:80]!r}")
-    if table.value == "json" and table.columns is None and not table.exclude:
-        # render's "json" shape without its per-row column filtering (nothing to filter)
-        return VersionedChange(key, version, _json_encode(obj).encode(), None, table.ttl)
-    return VersionedChange.of(key, version, render(table, obj))
+_encoders: dict[tuple[Any, ...], RowEncoder] = {}
 
 
-def row_changes(table: TableConfig, rows: Sequence[tuple[bytes, str | None]], version: int = 0
-                ) -> list[VersionedChange]:
-    """:func:`row_change` of many (key, row JSON) pairs (backfill, verify): the same results
-    (a test compares them), with the column choice made once per distinct set of row members
-    and the rows mapped in one loop."""
-    dec, enc, ttl, shape = _json_decode, _json_encode, table.ttl, table.value
-    chosen: dict[tuple[str, ...], tuple[list[str], bool]] = {}
-    out: list[VersionedChange] = []
-    append = out.append
-    try:
-        for k, r in rows:
-            obj = dec(r)  # type: ignore[arg-type]  # None: TypeError, the slow path below
-            if shape == "column":
-                v = obj.get(table.column)
-                append(VersionedChange(k, version, None) if v is None
-                       else VersionedChange(k, version, text_of(v), None, ttl))
-                continue
-            names = tuple(obj)
-            got = chosen.get(names)
-            if got is None:
-                cols = [c for c in table.value_columns(names) if c in obj]
-                got = chosen[names] = (cols, cols == list(names))
-            cols, everything = got
-            if shape == "json":
-                data = enc(obj if everything else {c: obj[c] for c in cols}).encode()
-                append(VersionedChange(k, version, data, None, ttl))
-            else:
-                fields = {c.encode(): text_of(obj[c]) for c in cols if obj[c] is not None}
-                append(VersionedChange(k, version, None, fields, ttl) if fields else VersionedChange(k, version, None))
-    except (TypeError, AttributeError):  # a row that is not a JSON object: let the slow path say so
-        return [row_change(table, k, version, r) for k, r in rows]
-    return out
+def encoder(cfg: TableConfig, names: Sequence[str], kinds: Mapping[str, str]) -> RowEncoder:
+    """A (cached) :class:`RowEncoder`."""
+    ident = (cfg, tuple(names), tuple(kinds.get(n) for n in names))
+    enc = _encoders.get(ident)
+    if enc is None:
+        if len(_encoders) > 256:
+            _encoders.clear()
+        enc = _encoders[ident] = RowEncoder(cfg, names, kinds)
+    return enc
+
+
+def row_changes(cfg: TableConfig, rows: Rows, version: int = 0) -> list[VersionedChange]:
+    """Scanned rows (backfill, verify) → their writes."""
+    enc = encoder(cfg, rows.names, rows.kinds)
+    return [enc.change(k, version, values) for k, values in rows.rows]
 
 
 def _moved(key: bytes, old_key: bytes | None, version: int) -> list[VersionedChange]:
@@ -118,9 +97,112 @@ def _moved(key: bytes, old_key: bytes | None, version: int) -> list[VersionedCha
     return [VersionedChange(old_key, version, None)]
 
 
-# -- the built-in shape of tables without a config -----------------------------------------------
+#: source → the rows read for its changes, see :func:`changes_of`.
+Read = Mapping[str, Rows]
+
+
+def changes_of(rows: Sequence[OutboxRow], read: Read, tables: Mapping[str, TableConfig] | None = None,
+               handlers: Mapping[str, TableHandler] | None = None,
+               on_skip: Callable[[OutboxRow, str], None] | None = None) -> list[VersionedChange]:
+    """Changes (outbox rows, direct-mode jobs) → Redis writes, versioned with ``row.ver`` (or
+    the outbox id for rows written before versions existed).
+
+    A change that names its row by primary key (``pk``) takes the row from ``read``: written
+    under its key if the row still maps to it, else the key is deleted. A legacy change
+    carries its row as JSON (``row``). A table with a handler (``handlers``: source → fn) gets
+    what its handler returns for a :class:`~gearsync.changes.TableChange`; a table without a
+    config keeps the built-in shape (one value column → its value, several → the JSON
+    object). A change that cannot be mapped (unreadable JSON, a handler that raises, a
+    configured column gone) is reported to ``on_skip`` and left out (it will not get better)."""
+    found: dict[str, tuple[dict[bytes, tuple[Any, ...]], Rows]] = {s: (dict(r.rows), r) for s, r in read.items()}
+    out: list[VersionedChange] = []
+    for r in rows:
+        key = bytes(r.key)
+        old = bytes(r.old_key) if r.old_key is not None else None
+        ver = r.ver or r.id
+        try:
+            row = _row_of(r, key, found)
+            fn = handlers.get(r.source) if handlers and r.source else None
+            table = tables.get(r.source) if tables and r.source else None
+            if fn is not None:
+                change = _handled(fn, r, key, old, ver, row)
+            elif r.op == "delete" or row is None:
+                change = VersionedChange(key, ver, None)
+            elif table is not None:
+                names, values = row
+                change = encoder(table, names, _kinds(r, found, values)).change(key, ver, values)
+            else:
+                change = VersionedChange(key, ver, _builtin_value(r.row))
+        except Exception as e:  # noqa: BLE001 - reported, then the change is left out
+            if on_skip is not None:
+                on_skip(r, f"{type(e).__name__}: {e}")
+            log.error("change %d (%s %r) skipped: %s: %s", r.id, r.source, key, type(e).__name__, e)
+            continue
+        out += _moved(key, old, ver)
+        out.append(change)
+    return out
+
+
+def _row_of(r: OutboxRow, key: bytes, found: Mapping[str, Any]) -> tuple[Sequence[str], Sequence[Any]] | None:
+    """(column names, values) of the change's row as it is now, None when it is gone or now
+    maps to another key."""
+    if r.op == "delete":
+        return None
+    if r.pk is not None:
+        if (r.source or "") not in found:
+            raise SchemaDrift(f"{r.source}: its rows could not be read (see the worker's log and `gearsync status`)")
+        rows, read = found[r.source or ""]
+        values = rows.get(key)
+        return None if values is None else (read.names, values)
+    if r.row is None:
+        return None
+    obj = decode_json(r.row)  # a legacy change: the value columns as JSON
+    if type(obj) is not dict:
+        raise ValueError(f"outbox row is not a JSON object: {r.row[:80]!r}")
+    return list(obj), [_legacy_value(v) for v in obj.values()]
+
+
+def _kinds(r: OutboxRow, found: Mapping[str, Any], values: Sequence[Any]) -> Mapping[str, str]:
+    if r.pk is not None:
+        return found[r.source or ""][1].kinds
+    obj = decode_json(r.row or "{}")
+    return {n: _legacy_kind(v) for n, v in obj.items()}
+
+
+def _legacy_value(v: Any) -> Any:
+    if isinstance(v, (dict, list)):
+        return json.dumps(v, ensure_ascii=False, separators=(",", ":"))
+    if isinstance(v, bool):
+        return int(v)
+    return str.__str__(v) if isinstance(v, Num) else v
+
+
+def _legacy_kind(v: Any) -> str:
+    if isinstance(v, (dict, list)):
+        return "json"
+    if isinstance(v, (bool, Num)):
+        return "decimal"
+    return "text"
+
+
+def _handled(fn: TableHandler, r: OutboxRow, key: bytes, old: bytes | None, ver: int,
+             row: tuple[Sequence[str], Sequence[Any]] | None) -> VersionedChange:
+    """A table handler's result as a versioned write."""
+    moved = old is not None and old != key
+    res = fn(TableChange(r.source or "", r.op, key.decode("utf-8", "surrogateescape"),
+                         old.decode("utf-8", "surrogateescape") if moved and old else None, ver,
+                         None if row is None else dict(zip(*row))))
+    if res is None:
+        return VersionedChange(key, ver, None)
+    if isinstance(res, (bytes, str)):
+        return VersionedChange(key, ver, res.encode() if isinstance(res, str) else res)
+    if isinstance(res, Value):
+        return VersionedChange.of(key, ver, res)
+    raise TypeError(f"the handler for {r.source} returned {type(res).__name__}, not bytes, str, Value or None")
+
+
 def _builtin_value(row: str | None) -> bytes | None:
-    """The Redis value of an outbox row's JSON: one member → its value, several → the object."""
+    """The Redis value of a table without a config: one member → its value, several → the object."""
     if row is None:
         return None
     obj = decode_json(row)
@@ -138,79 +220,3 @@ def _builtin_value(row: str | None) -> bytes | None:
     if isinstance(v, bool):
         return b"true" if v else b"false"
     return json.dumps(v, ensure_ascii=False, separators=(", ", ": ")).encode("utf-8")
-
-
-# -- outbox rows and direct-mode jobs ------------------------------------------------------------
-def outbox_changes(rows: Sequence[OutboxRow], tables: Mapping[str, TableConfig] | None = None,
-                   handlers: Mapping[str, TableHandler] | None = None) -> list[VersionedChange]:
-    """Claimed outbox rows → Redis writes, each versioned with its outbox id.
-
-    A row of a table in ``tables`` (source "schema.table" → its config) is mapped by its
-    config; one with a handler (``handlers``: source → fn) gets what its handler returns for
-    a :class:`~gearsync.changes.TableChange`; others keep the built-in shape (one value
-    column → its value, several → the JSON object). A row whose JSON is unreadable, or whose
-    handler raises, is logged and skipped (it will not get better)."""
-    out: list[VersionedChange] = []
-    for r in rows:
-        key = bytes(r.key)
-        old = bytes(r.old_key) if r.old_key is not None else None
-        fn = handlers.get(r.source) if handlers and r.source else None
-        if fn is not None:
-            out.extend(_handled(fn, r, key, old))
-            continue
-        if r.op == "delete":
-            out.append(VersionedChange(key, r.id, None))
-            continue
-        table = tables.get(r.source) if tables and r.source else None
-        try:
-            change = (row_change(table, key, r.id, r.row) if table is not None
-                      else VersionedChange(key, r.id, _builtin_value(r.row)))
-        except ValueError as e:
-            log.error("outbox row %d (%r) skipped: %s", r.id, key, e)
-            continue
-        out += _moved(key, old, r.id)
-        out.append(change)
-    return out
-
-
-def _handled(fn: TableHandler, r: OutboxRow, key: bytes, old: bytes | None) -> list[VersionedChange]:
-    """A table handler's result as versioned writes (old key deleted when the key changed)."""
-    moved = old is not None and old != key
-    try:
-        row = None if r.op == "delete" or r.row is None else json.loads(r.row)
-        res = fn(TableChange(r.source or "", r.op, key.decode("utf-8", "surrogateescape"),
-                             old.decode("utf-8", "surrogateescape") if moved and old else None, r.id, row))
-    except Exception:
-        log.exception("outbox row %d (%r): the handler for %s raised; change skipped", r.id, key, r.source)
-        return []
-    if res is None:
-        value = Value("delete")
-    elif isinstance(res, (bytes, str)):
-        value = Value("string", res.encode() if isinstance(res, str) else res)
-    elif isinstance(res, Value):
-        value = res
-    else:
-        log.error("outbox row %d: the handler for %s returned %s, not bytes, str, Value or None; "
-                  "change skipped", r.id, r.source, type(res).__name__)
-        return []
-    return _moved(key, old, r.id) + [VersionedChange.of(key, r.id, value)]
-
-
-def direct_changes(workload: bytes, tables: Mapping[str, TableConfig]) -> list[VersionedChange]:
-    """A ``gearsync_direct`` job (see :func:`gearsync.triggers.direct_triggers`) → its writes:
-    ``{"source", "op", "k", "old_k", "json_row"}``, unversioned (version 0)."""
-    obj = json.loads(workload)
-    if type(obj) is not dict or not isinstance(obj.get("source"), str) or not isinstance(obj.get("k"), str):
-        raise ValueError("not a gearsync_direct payload (source, op, k, old_k, json_row)")
-    table = tables.get(obj["source"])
-    if table is None:
-        raise LookupError(f"table {obj['source']!r} is not configured")
-    key = obj["k"].encode("utf-8", "surrogatepass")
-    old = obj.get("old_k")
-    out = _moved(key, old.encode("utf-8", "surrogatepass") if isinstance(old, str) else None, 0)
-    row = obj.get("json_row")
-    if obj.get("op") == "delete" or row is None:
-        out.append(VersionedChange(key, 0, None))
-    else:
-        out.append(row_change(table, key, 0, json.dumps(row)))
-    return out

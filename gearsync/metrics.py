@@ -15,7 +15,7 @@ class _Counted(Protocol):
     jobs_applied: int
     jobs_failed: int
     redis_retries: int
-    safe: Any
+    applier: Any
 
 
 class WorkerMetrics:
@@ -33,11 +33,15 @@ class WorkerMetrics:
                                  "unreachable", ["mode"])
         self.latency = m.histogram("gearsync_batch_seconds", "Time to apply one batch of jobs", ["mode"])
         m.gauge("gearsync_outbox_lag_seconds", "Age of the oldest outbox row (0: empty; safe mode)",
-                fn=lambda: (worker.safe.lag or 0.0) if worker.safe is not None else None)
+                fn=lambda: (worker.applier.lag or 0.0) if worker.applier is not None else None)
+        self.skipped = m.counter("gearsync_changes_skipped_total", "Changes of configured tables that could not be "
+                                 "mapped (a configured column or the table gone): reported, left out", ["mode"])
+        self.drift = m.gauge("gearsync_table_schema_drift", "1 while a configured table's changes cannot be mapped "
+                             "(see gearsync status)", ["table"])
         self._seen: dict[tuple[str, str], float] = {}
-        if worker.safe is not None:
-            worker.safe.track_lag = True
-            worker.safe.on_batch = lambda s: self.batch_done("safe", s)
+        if worker.applier is not None:
+            worker.applier.track_lag = True
+            worker.applier.on_batch = lambda s: self.batch_done("safe", s)
 
     def _copy(self, counter: Any, mode: str, total: float) -> None:
         key = (counter.name, mode)
@@ -49,10 +53,13 @@ class WorkerMetrics:
     def batch_done(self, mode: str, seconds: float) -> None:
         self.latency.observe(seconds, mode=mode)
         w = self.worker
-        self._copy(self.applied, "direct", w.jobs_applied)
+        self._copy(self.applied, "direct", w.jobs_applied + (w.applier.direct_applied if w.applier else 0))
         self._copy(self.failed, "direct", w.jobs_failed)
         self._copy(self.retried, "direct", w.redis_retries)
-        if w.safe is not None:
-            self._copy(self.applied, "safe", w.safe.rows_applied)
-            self._copy(self.failed, "safe", w.safe.jobs_bad)
-            self._copy(self.retried, "safe", w.safe.redis_retries)
+        if w.applier is not None:
+            self._copy(self.applied, "safe", w.applier.rows_applied)
+            self._copy(self.failed, "safe", w.applier.jobs_bad)
+            self._copy(self.retried, "safe", w.applier.redis_retries)
+            self._copy(self.skipped, "safe", w.applier.changes_skipped)
+            for table in w.applier.readers:
+                self.drift.set(1.0 if table in w.applier.drift else 0.0, table=table)

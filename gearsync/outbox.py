@@ -22,6 +22,7 @@ connection runs READ COMMITTED with autocommit off, so that
 
 from __future__ import annotations
 
+import json
 import logging
 from typing import Any, Sequence
 
@@ -30,11 +31,19 @@ from .constants import OUTBOX_SCHEMA, OUTBOX_TABLE
 from .changes import OutboxRow
 from .quoting import qualified
 
-__all__ = ["Outbox", "OutboxError", "OUTBOX_DDL"]
+__all__ = ["Outbox", "OutboxError", "OUTBOX_DDL", "ensure", "record_installed", "installed", "ADDED_COLUMNS"]
 
 log = logging.getLogger(__name__)
 
 _OUTBOX = qualified(OUTBOX_SCHEMA, OUTBOX_TABLE)
+
+_INSTALLED = qualified(OUTBOX_SCHEMA, "installed")
+#: Columns added since the first release: (name, definition), added by :func:`ensure` (and by
+#: install.sql) to an outbox created before them.
+ADDED_COLUMNS = (
+    ("pk", "TEXT CHARACTER SET utf8mb4 COLLATE utf8mb4_bin NULL AFTER `row`"),
+    ("ver", "BIGINT UNSIGNED NOT NULL DEFAULT 0 AFTER `pk`"),
+)
 
 OUTBOX_DDL = f"""CREATE DATABASE IF NOT EXISTS `{OUTBOX_SCHEMA}`;
 CREATE TABLE IF NOT EXISTS {_OUTBOX} (
@@ -44,12 +53,68 @@ CREATE TABLE IF NOT EXISTS {_OUTBOX} (
   `old_k` VARBINARY(3072) NULL,
   `op` ENUM('insert','update','delete') NOT NULL,
   `row` LONGTEXT CHARACTER SET utf8mb4 COLLATE utf8mb4_bin NULL,
+  `pk` TEXT CHARACTER SET utf8mb4 COLLATE utf8mb4_bin NULL,
+  `ver` BIGINT UNSIGNED NOT NULL DEFAULT 0,
   `created` TIMESTAMP(6) NOT NULL DEFAULT CURRENT_TIMESTAMP(6),
   PRIMARY KEY (`id`)
 ) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4;
+ALTER TABLE {_OUTBOX} {", ".join(f"ADD COLUMN IF NOT EXISTS `{n}` {d}" for n, d in ADDED_COLUMNS)};
+CREATE TABLE IF NOT EXISTS {_INSTALLED} (
+  `source` VARCHAR(192) CHARACTER SET utf8mb4 COLLATE utf8mb4_bin NOT NULL,
+  `mode` ENUM('safe','direct') NOT NULL,
+  `pk` TEXT CHARACTER SET utf8mb4 COLLATE utf8mb4_bin NOT NULL,
+  `installed` TIMESTAMP(6) NOT NULL DEFAULT CURRENT_TIMESTAMP(6),
+  PRIMARY KEY (`source`)
+) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4;
 """
 
-_COLUMNS = "`id`, `k`, `old_k`, `op`, `row`, `source`"
+
+def ensure(conn: Any) -> list[str]:
+    """Create the outbox (and the record of installed tables) where missing and add the columns
+    an older outbox lacks; what was done, one line each. Runs statement by statement so that
+    servers without ``ADD COLUMN IF NOT EXISTS`` (MySQL) get the same result."""
+    done: list[str] = []
+    with conn.cursor() as cur:
+        cur.execute("SELECT 1 FROM information_schema.tables WHERE table_schema = %s AND table_name = %s",
+                    (OUTBOX_SCHEMA, OUTBOX_TABLE))
+        existed = cur.fetchone() is not None
+        for stmt in OUTBOX_DDL.split(";\n"):
+            if stmt.strip() and not stmt.startswith("ALTER"):
+                cur.execute(stmt)
+        if not existed:
+            done.append(f"created {_OUTBOX}")
+        cur.execute("SELECT column_name FROM information_schema.columns WHERE table_schema = %s "
+                    "AND table_name = %s", (OUTBOX_SCHEMA, OUTBOX_TABLE))
+        have = {(r[0].decode() if isinstance(r[0], bytes) else r[0]) for r in cur.fetchall()}
+        for name, definition in ADDED_COLUMNS:
+            if name not in have:
+                cur.execute(f"ALTER TABLE {_OUTBOX} ADD COLUMN `{name}` {definition}")
+                done.append(f"added {_OUTBOX}.`{name}`")
+    return done
+
+
+def record_installed(conn: Any, source: str, mode: str | None, pk: Sequence[str]) -> None:
+    """Remember (``mode`` None: forget) how a table's triggers were installed (gearsync.schema.drift)."""
+    with conn.cursor() as cur:
+        if mode is None:
+            cur.execute(f"DELETE FROM {_INSTALLED} WHERE `source` = %s", (source,))
+        else:
+            cur.execute(f"REPLACE INTO {_INSTALLED} (`source`, `mode`, `pk`) VALUES (%s, %s, %s)",
+                        (source, mode, json.dumps(list(pk))))
+
+
+def installed(conn: Any) -> dict[str, tuple[str, list[str]]]:
+    """source → (mode, primary key columns) of every table whose triggers are installed."""
+    with conn.cursor() as cur:
+        cur.execute(f"SELECT `source`, `mode`, `pk` FROM {_INSTALLED}")
+        return {_text(s): (_text(m), json.loads(_text(p))) for s, m, p in cur.fetchall()}
+
+
+def _text(v: Any) -> str:
+    return v.decode() if isinstance(v, (bytes, bytearray)) else str(v)
+
+
+_COLUMNS = "`id`, `k`, `old_k`, `op`, `row`, `source`, `pk`, `ver`"
 _LOCK_WAIT_TIMEOUT = 1205
 _DEADLOCK = 1213
 
@@ -82,14 +147,18 @@ class Outbox:
             cur.execute("SET SESSION innodb_lock_wait_timeout = %s", (int(self.lock_wait_timeout),))
         return conn
 
-    def _cursor(self) -> Any:
+    def connection(self) -> Any:
+        """The connection (made if needed): source rows are read in the claim's transaction."""
         if self._conn is None:
             try:
                 self._conn = self._connect()
             except Exception as e:
                 self.errors += 1
                 raise OutboxError(f"connect {redact(self.url)}: {type(e).__name__}: {e}") from e
-        return self._conn.cursor()
+        return self._conn
+
+    def _cursor(self) -> Any:
+        return self.connection().cursor()
 
     def _fail(self, e: BaseException, what: str) -> OutboxError:
         """Drop the connection (its transaction is gone or unknown) and wrap the error."""

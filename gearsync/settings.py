@@ -196,6 +196,9 @@ class Settings:
             raise SettingsError("sweep interval must be > 0 and sweep age >= 0")
         if self.lock_wait_timeout < 0 or self.tombstone_ttl < 1:
             raise SettingsError("lock wait timeout must be >= 0 and tombstone TTL >= 1")
+        if self.tables and not self.mysql_url:
+            raise SettingsError(f"{self.config_path or 'the config'}: configured tables need a MySQL URL "
+                                "([mysql] url, --mysql or GEARSYNC_MYSQL_URL): the worker reads their rows")
         if self.concurrency < 1:
             raise SettingsError("concurrency must be >= 1")
         return self

@@ -9,12 +9,15 @@ from __future__ import annotations
 
 import json
 from dataclasses import asdict, dataclass, field
-from typing import Any, Optional, Sequence
+from typing import Any, Mapping, Optional, Sequence
 
 import redis
 
+from .config import TableConfig
+from .connections import connect_mysql
 from .gearman import admin
-from .outbox import Outbox
+from .outbox import Outbox, installed
+from .schema import drift
 
 __all__ = ["Status", "status"]
 
@@ -29,11 +32,13 @@ class Status:
     errors: dict[str, Optional[str]] = field(default_factory=dict)
     #: "host:port" → function → {"queued": jobs queued or running, "running": …, "workers": …}
     gearman: dict[str, dict[str, dict[str, int]]] = field(default_factory=dict)
+    #: configured table → how its live schema or its installed triggers no longer fit (empty: fine)
+    tables: dict[str, list[str]] = field(default_factory=dict)
 
     @property
     def ok(self) -> bool:
-        """Every component asked about answered."""
-        return all(e is None for e in self.errors.values())
+        """Every component asked about answered, and every configured table fits its config."""
+        return all(e is None for e in self.errors.values()) and not any(self.tables.values())
 
     def as_dict(self) -> dict[str, Any]:
         d = asdict(self)
@@ -48,6 +53,8 @@ class Status:
         if self.outbox_size is not None:
             age = "-" if self.oldest_age is None else f"{self.oldest_age:.3f} s"
             lines.append(f"outbox: {self.outbox_size} rows, oldest {age}")
+        for table, problems in self.tables.items():
+            lines.append(f"table {table}: " + ("ok" if not problems else "DRIFT: " + "; ".join(problems)))
         for name, err in self.errors.items():
             lines.append(f"{name}: {'ok' if err is None else 'UNREACHABLE: ' + err}")
             for fn, q in sorted(self.gearman.get(name[len("gearman "):], {}).items()) if name.startswith("gearman ") else ():
@@ -56,9 +63,31 @@ class Status:
 
 
 def status(mysql_url: str | None = None, redis_url: str | None = None,
-           gearman: Sequence[tuple[str, int]] = (), timeout: float = 2.0) -> Status:
-    """Ask each component given; never raises for an unreachable one (see ``Status.errors``)."""
+           gearman: Sequence[tuple[str, int]] = (), timeout: float = 2.0,
+           tables: Mapping[str, TableConfig] | None = None) -> Status:
+    """Ask each component given; never raises for an unreachable one (see ``Status.errors``).
+    ``tables``: configured tables to check against the live schema and installed triggers."""
     st = Status()
+    if mysql_url and tables:
+        try:
+            conn = connect_mysql(mysql_url, connect_timeout=timeout, read_timeout=max(timeout, 5.0))
+            try:
+                try:
+                    how = installed(conn)
+                except Exception:  # an outbox from before the record existed
+                    how = {}
+                for name, t in tables.items():
+                    problems = drift(conn, t, how[name][1] if name in how else None)
+                    if name not in how:
+                        problems.append(f"{t.display}: no triggers installed by `gearsync install`")
+                    elif how[name][0] != t.mode:
+                        problems.append(f"{t.display}: installed in {how[name][0]} mode, configured {t.mode}: "
+                                        "run `gearsync install`")
+                    st.tables[name] = problems
+            finally:
+                conn.close()
+        except Exception as e:
+            st.errors["mysql tables"] = f"{type(e).__name__}: {e}"
     if mysql_url:
         ob = Outbox(mysql_url, connect_timeout=timeout, read_timeout=max(timeout, 5.0))
         try:

@@ -35,7 +35,7 @@ from .constants import DEFAULT_CHUNK, DEFAULT_REDIS_URL, VERSION_PREFIX
 from .keys import key_pattern, reserved
 from .mapping import row_changes
 from .progress import Progress
-from .scan import count_rows, scan_rows
+from .scan import TableReader, count_rows
 from .schema import ResolvedTable, resolve
 from .versioned import ScriptRunner
 
@@ -92,7 +92,7 @@ def verify_table(rt: ResolvedTable, conn: Any, client: "redis_lib.Redis", *, rep
     bar = Progress(f"verify {rt.name}", count_rows(conn, rt), enabled=progress)
     hashed = rt.cfg.value == "hash"
     seen: set[bytes] = set()
-    for _last, batch in scan_rows(conn, rt, None, chunk):
+    for _last, batch in TableReader(rt.cfg, lambda: conn, rt).chunks(None, chunk):
         changes = row_changes(rt.cfg, batch)
         pipe = client.pipeline(transaction=False)
         for c in changes:
@@ -114,8 +114,8 @@ def verify_table(rt: ResolvedTable, conn: Any, client: "redis_lib.Redis", *, rep
                 continue
             rep.note("missing" if kind == b"none" else "stale", c.key)
             fixes.append(c._replace(version=int(ver) if ver is not None else 0))
-        rep.rows += len(batch)
-        bar.add(len(batch))
+        rep.rows += len(batch.rows)
+        bar.add(len(batch.rows))
         if repair and fixes:
             assert runner is not None
             rep.repaired += sum(runner.run(fixes, "cas"))

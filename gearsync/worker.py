@@ -7,9 +7,10 @@ pipeline, then each job is WORK_COMPLETEd. While Redis is unreachable the batch 
 grabbing is paused and the write is retried with capped exponential backoff: no job is
 dropped. First SIGTERM/SIGINT: finish the jobs in hand, stop grabbing, return. Second: stop now.
 
-Given a MySQL URL (``settings.mysql_url``) the worker also serves safe mode: jobs of
-``settings.safe_function`` go to a :class:`gearsync.safe.SafeApplier` task (outbox confirm,
-versioned writes, sweeper) that runs beside the direct-mode loop.
+Given a MySQL URL (``settings.mysql_url``) the worker also serves safe mode and configured
+tables: doorbells (``settings.safe_function``) and direct-mode jobs of configured tables
+(``settings.direct_function``) go to a :class:`gearsync.applier.TableApplier` task (outbox
+confirm, committed rows read back, versioned writes, sweeper) beside the direct-mode loop.
 """
 
 from __future__ import annotations
@@ -21,13 +22,12 @@ import time
 from typing import Any, Awaitable, Callable, Iterable, TypeVar, Union
 
 from . import payload
-from .changes import Change, VersionedChange
+from .applier import TableApplier
+from .changes import Change
 from .connections import redact
 from .gearman.worker import GearmanWorker, Job
-from .mapping import direct_changes
 from .metrics import WorkerMetrics
 from .redis_sink import RedisSink, until_written
-from .safe import SafeApplier
 from .settings import Settings
 
 __all__ = ["Worker", "Handler", "ForcedShutdown", "default_handler"]
@@ -68,7 +68,7 @@ class Worker:
         self.table_handlers: dict[str, Callable[..., Any]] = {}
         self.handlers.update(handlers or {})
         self.sink: RedisSink | None = None
-        self.safe: SafeApplier | None = None
+        self.applier: TableApplier | None = None
         self.jobs_applied = 0
         self.jobs_failed = 0
         self.redis_retries = 0
@@ -122,8 +122,8 @@ class Worker:
         if not self._stopping:
             log.info("stopping: finishing the jobs in hand (signal again to stop now)")
         self._stopping = True
-        if self.safe is not None:
-            self.safe.request_stop()
+        if self.applier is not None:
+            self.applier.request_stop()
         if self._gearman is not None:
             self._gearman.pause()
             self._gearman.wakeup()
@@ -166,16 +166,16 @@ class Worker:
         safe_task: asyncio.Task[None] | None = None
         metrics_server = None
         if self.settings.mysql_url:
-            self.safe = SafeApplier(self.settings, self.sink, gm)
-            self.safe.table_handlers = self.table_handlers
+            self.applier = TableApplier(self.settings, self.sink, gm)
+            self.applier.table_handlers = self.table_handlers
         if self.settings.metrics_port is not None:
             self.metrics = WorkerMetrics(self)
             metrics_server = await self.metrics.registry.serve(self.settings.metrics_port, self.settings.metrics_host)
             log.info("metrics on http://%s:%d/metrics", self.settings.metrics_host, self.settings.metrics_port)
-        if self.safe is not None:
+        if self.applier is not None:
             if self._stopping:
-                self.safe.request_stop()
-            safe_task = asyncio.create_task(self.safe.run(), name="gearsync safe mode")
+                self.applier.request_stop()
+            safe_task = asyncio.create_task(self.applier.run(), name="gearsync tables")
             safe_task.add_done_callback(_report_crash)
         try:
             await gm.start()
@@ -184,10 +184,10 @@ class Worker:
                      redact(self.settings.redis_url), ",".join(self.handlers),
                      f"; safe mode: {self.settings.safe_function} from {redact(self.settings.mysql_url)}, "
                      f"sweep every {self.settings.sweep_interval:g} s for rows older than "
-                     f"{self.settings.sweep_age:g} s" if self.safe else "")
+                     f"{self.settings.sweep_age:g} s" if self.applier else "")
             await self._loop(gm, self.sink)
             if safe_task is not None:
-                self.safe.request_stop()  # type: ignore[union-attr]
+                self.applier.request_stop()  # type: ignore[union-attr]
                 await safe_task
         except asyncio.CancelledError:
             if self._force:
@@ -202,8 +202,8 @@ class Worker:
             await gm.close()
             if metrics_server is not None:
                 metrics_server.close()
-            if self.safe is not None:
-                await self.safe.close()
+            if self.applier is not None:
+                await self.applier.close()
             await self.sink.close()
             self._summary(force=True)
             self._task = None
@@ -231,19 +231,13 @@ class Worker:
         ok: list[Job] = []
         failed: list[Job] = []
         handlers = {k.encode(): v for k, v in self.handlers.items()}
-        if self.safe is not None:
-            safe_fn = self.settings.safe_function.encode()
-            safe_jobs = [j for j in batch if j.function == safe_fn]
-            if safe_jobs:
-                self.safe.submit(safe_jobs)
-                batch = [j for j in batch if j.function != safe_fn]
-        if self.settings.direct_tables:
-            direct_fn = self.settings.direct_function.encode()
-            direct = [j for j in batch if j.function == direct_fn]
-            if direct:
-                batch = [j for j in batch if j.function != direct_fn]
-                if not await self._apply_direct(direct, gm, sink):
-                    return False
+        if self.applier is not None:
+            safe_fn, direct_fn = self.settings.safe_function.encode(), self.settings.direct_function.encode()
+            mine = [j for j in batch if j.function in (safe_fn, direct_fn)]
+            if mine:
+                self.applier.submit([j for j in mine if j.function == safe_fn])
+                self.applier.submit_direct([j for j in mine if j.function == direct_fn])
+                batch = [j for j in batch if j.function not in (safe_fn, direct_fn)]
         for job in batch:
             fn = handlers.get(job.function)
             try:
@@ -293,37 +287,6 @@ class Worker:
         self.jobs_applied += len(ok)
         return True
 
-    async def _apply_direct(self, jobs: list[Job], gm: GearmanWorker, sink: RedisSink) -> bool:
-        """Configured direct-mode tables: decode each ``gearsync_direct`` job (the outbox row's
-        shape as JSON), map it by its table's config, write unconditionally (no versions)."""
-        changes: list[VersionedChange] = []
-        ok: list[Job] = []
-        failed: list[Job] = []
-        for job in jobs:
-            try:
-                changes += direct_changes(job.workload, self.settings.tables)
-                ok.append(job)
-            except Exception as e:
-                failed.append(job)
-                log.warning("job %s (%s) failed: %s: %s", job.handle.decode(errors="replace"),
-                            self.settings.direct_function, type(e).__name__, e)
-        if failed:
-            self.jobs_failed += gm.fail(failed)
-        if changes:
-            try:
-                written, _ = await self._until_written(
-                    lambda: sink.apply_versioned(changes, self.settings.tombstone_ttl, mode="w"), gm, len(ok))
-                if not written:
-                    return False
-            except Exception as e:  # e.g. WRONGTYPE: fail the jobs, keep going
-                log.warning("%d %s jobs failed in redis: %s: %s", len(ok), self.settings.direct_function,
-                            type(e).__name__, e)
-                self.jobs_failed += gm.fail(ok)
-                return True
-        gm.complete(ok)
-        self.jobs_applied += len(ok)
-        return True
-
     async def _until_written(self, write: Callable[[], Awaitable[T]], gm: GearmanWorker,
                              jobs: int) -> tuple[bool, T | None]:
         """:func:`until_written` for jobs in hand: grabbing pauses while Redis is away; on a stop
@@ -349,8 +312,8 @@ class Worker:
         elapsed = now - self._last_log
         if not force and elapsed < self.settings.log_interval:
             return
-        if self.safe is not None:
-            c = self.safe.counters()
+        if self.applier is not None:
+            c = self.applier.counters()
             if c != getattr(self, "_safe_logged", None):
                 self._safe_logged = c
                 log.info("safe mode totals: %s", ", ".join(f"{k} {v}" for k, v in c.items()))
