@@ -34,6 +34,7 @@ from typing import Any, Callable, Sequence, TypeVar
 
 from .changes import OutboxRow, VersionedChange
 from .config import ConfigError
+from .keys import version_key
 from .connections import endpoints
 from .gearman.worker import GearmanWorker, Job
 from .mapping import Read, changes_of
@@ -43,6 +44,7 @@ from .scan import TableReader
 from .schema import resolve_table
 from .settings import Settings
 from .verify import verify_table
+from .versioned import CORRUPT, RESERVED, STALE
 
 __all__ = ["TableApplier", "direct_change"]
 
@@ -123,6 +125,8 @@ class TableApplier:
         self.redis_retries = 0
         self.direct_applied = 0    # direct-mode jobs of configured tables applied
         self.changes_skipped = 0   # changes that could not be mapped (reported, left out)
+        self.versions_corrupt = 0  # writes refused: the key's stored version is not a number
+        self.keys_refused = 0      # writes refused: a key under gearsync: (reserved)
         #: source → why its last change could not be mapped (schema drift), for status and metrics
         self.drift: dict[str, str] = {}
         #: Measure the outbox lag at each sweep tick (for the metrics): seconds, None if empty.
@@ -374,13 +378,13 @@ class TableApplier:
         if row.source:
             self.drift[row.source] = why
 
-    async def _write(self, changes: list[VersionedChange], held: str) -> list[bool] | None:
+    async def _write(self, changes: list[VersionedChange], held: str) -> list[int] | None:
         """Versioned writes (unversioned ones, from triggers without versions, unconditionally),
         retrying while Redis is away; None if stopping left them unapplied, or Redis refused."""
         def on_retry() -> None:
             self.redis_retries += 1
 
-        async def write() -> list[bool]:
+        async def write() -> list[int]:
             versioned = [c for c in changes if c.version]
             plain = [c for c in changes if not c.version]
             out = await self.sink.apply_versioned(versioned, self.settings.tombstone_ttl)
@@ -392,7 +396,21 @@ class TableApplier:
         except Exception as e:  # a script error, e.g. WRONGTYPE
             log.error("versioned write of %s failed: %s: %s", held, type(e).__name__, e)
             return None
-        return results if written else None
+        if not written or results is None:
+            return None
+        self._refused(changes, results)
+        return results
+
+    def _refused(self, changes: Sequence[VersionedChange], results: Sequence[int]) -> None:
+        """Log and count the writes the script refused (each refusal touches its own key only)."""
+        for c, r in zip(changes, results):
+            if r == CORRUPT:
+                self.versions_corrupt += 1
+                log.error("%r not written: its stored version %s is not a number (written by hand or "
+                          "by a forged job?); `gearsync verify --repair` resets it", c.key, version_key(c.key))
+            elif r == RESERVED:
+                self.keys_refused += 1
+                log.error("%r not written: keys under gearsync: are gearsync's own", c.key)
 
     async def _apply_and_finish(self, rows: list[OutboxRow], read: Read, swept: bool) -> bool:
         """Versioned write of ``rows`` (retrying while Redis is down), then delete + commit."""
@@ -404,7 +422,7 @@ class TableApplier:
         if results is None:
             await self._release()
             return False
-        self.writes_stale += results.count(False)
+        self.writes_stale += results.count(STALE)
         try:
             await self._db(self.outbox.finish, [r.id for r in rows])
         except OutboxError as e:
@@ -427,4 +445,5 @@ class TableApplier:
     def counters(self) -> dict[str, int]:
         return {k: getattr(self, k) for k in ("rows_applied", "rows_swept", "writes_stale", "ids_absent",
                                               "jobs_done", "jobs_bad", "db_errors", "redis_retries",
-                                              "direct_applied", "changes_skipped")}
+                                              "direct_applied", "changes_skipped", "versions_corrupt",
+                                              "keys_refused")}

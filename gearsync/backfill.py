@@ -44,7 +44,7 @@ from .mapping import row_changes
 from .progress import Progress
 from .scan import TableReader, count_rows, plan_bounds
 from .schema import ResolvedTable, resolve
-from .versioned import ScriptRunner
+from .versioned import APPLIED, ScriptRunner
 
 __all__ = ["backfill", "backfill_table", "backfill_parallel", "BackfillResult"]
 
@@ -133,7 +133,7 @@ def backfill_table(rt: ResolvedTable, conn: Any, client: "redis_lib.Redis", *, c
                 last, batch = item
                 changes = row_changes(rt.cfg, batch)
             if pending is not None:
-                written += sum(runner.collect(pending))
+                written += runner.collect(pending).count(APPLIED)
                 rows += pending_rows
                 bar.add(pending_rows)
                 if on_rows is not None:

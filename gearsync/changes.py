@@ -85,7 +85,7 @@ class VersionedChange(NamedTuple):
     ``hash``: write a Redis hash of these fields instead of ``value``; ``ttl``: expire the key."""
 
     key: bytes
-    version: int
+    version: int | bytes    # repair ("cas"): the stored text as bytes, "!"-prefixed to reset it
     value: bytes | None
     hash: dict[bytes, bytes] | None = None
     ttl: int | None = None

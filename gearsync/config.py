@@ -199,6 +199,7 @@ def _table(name: str, spec: Any, source: str) -> TableConfig:
         raise ConfigError(f"{where}: the table must be named \"schema.table\" "
                           "(backquote a part that holds a dot: \"shop.`odd.name`\")")
     schema, table = _unquote(m.group(1)), _unquote(m.group(2))
+    _no_control(name, f"{where}: the table name")
     if not isinstance(spec, dict):
         raise ConfigError(f"{where}: expected a table of settings")
     unknown = set(spec) - _TABLE_FIELDS
@@ -206,14 +207,17 @@ def _table(name: str, spec: Any, source: str) -> TableConfig:
         raise ConfigError(f"{where}: unknown field {sorted(unknown)[0]!r} (expected {', '.join(sorted(_TABLE_FIELDS))})")
     if "key" not in spec:
         raise ConfigError(f"{where}.key: missing (e.g. key = \"user:{{id}}\")")
-    key = _string(spec["key"], f"{where}.key")
+    key = _no_control(_string(spec["key"], f"{where}.key"), f"{where}.key")
     key_columns = _template_columns(key, f"{where}.key")
+    if key.startswith("gearsync:"):
+        raise ConfigError(f"{where}.key: keys under \"gearsync:\" are gearsync's own (versions, tombstones, "
+                          "checkpoints): choose another prefix")
     value = spec.get("value", "json")
     if value not in VALUE_SHAPES:
         raise ConfigError(f"{where}.value: {value!r} is not one of {', '.join(VALUE_SHAPES)}")
     column = spec.get("column")
     if value == "column":
-        column = _string(column, f"{where}.column") if column is not None else None
+        column = _no_control(_string(column, f"{where}.column"), f"{where}.column") if column is not None else None
         if column is None:
             raise ConfigError(f"{where}.column: value = \"column\" needs column = \"<name>\"")
     elif column is not None:
@@ -236,6 +240,15 @@ def _table(name: str, spec: Any, source: str) -> TableConfig:
                        column=column, columns=columns, exclude=exclude, ttl=ttl, mode=mode)
 
 
+def _no_control(text: str, where: str) -> str:
+    """``text`` unless it holds a control character (a newline would end an SQL comment, a NUL
+    a C string): no such text names a real table or makes a sensible key."""
+    bad = next((ch for ch in text if ord(ch) < 32 or 127 <= ord(ch) < 160), None)
+    if bad is not None:
+        raise ConfigError(f"{where}: {text!r} holds the control character {bad!r}")
+    return text
+
+
 def _names(v: Any, where: str, allow_empty: bool = False) -> list[str]:
     if not isinstance(v, list) or (not v and not allow_empty):
         raise ConfigError(f"{where}: expected a {'' if allow_empty else 'non-empty '}list of column names")
@@ -243,6 +256,7 @@ def _names(v: Any, where: str, allow_empty: bool = False) -> list[str]:
     for c in v:
         if not isinstance(c, str) or not c:
             raise ConfigError(f"{where}: {c!r} is not a column name")
+        _no_control(c, where)
         if c in out:
             raise ConfigError(f"{where}: {c!r} is listed twice")
         out.append(c)

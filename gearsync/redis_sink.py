@@ -126,8 +126,10 @@ class RedisSink:
         return out
 
     async def apply_versioned(self, changes: Sequence[VersionedChange],
-                              tombstone_ttl: int = DEFAULT_TOMBSTONE_TTL, mode: str = "v") -> list[bool]:
-        """Apply versioned changes in one pipeline; per change True (written) or False (stale).
+                              tombstone_ttl: int = DEFAULT_TOMBSTONE_TTL, mode: str = "v") -> list[int]:
+        """Apply versioned changes in one pipeline; per change the script's answer
+        (gearsync.versioned: APPLIED, STALE, CORRUPT — the stored version is not a number —,
+        RESERVED — a key under ``gearsync:``).
 
         ``mode`` (see ``versioned.lua``): "v" versioned (safe mode), "nx" only where no version
         is stored (backfill), "cas" only where the version is still ``change.version`` (repair;
@@ -153,9 +155,9 @@ class RedisSink:
                 self._sha = None
                 continue
             raise errors[0]
-        out: list[bool] = []
+        out: list[int] = []
         for reply in replies:
-            out.extend(bool(x) for x in reply)
+            out.extend(int(x) for x in reply)
         return out
 
     async def _eval_chunks(self, sha: str, changes: Sequence[VersionedChange], ttl: int,

@@ -37,7 +37,7 @@ from .mapping import row_changes
 from .progress import Progress
 from .scan import TableReader, count_rows
 from .schema import ResolvedTable, resolve
-from .versioned import ScriptRunner
+from .versioned import APPLIED, ScriptRunner
 
 __all__ = ["verify", "verify_table", "TableReport"]
 
@@ -53,12 +53,14 @@ class TableReport:
     missing: int = 0
     stale: int = 0
     orphaned: int = 0
+    corrupt: int = 0      # keys whose stored version is not a number or lies in the future
     repaired: int = 0
-    samples: dict[str, list[str]] = field(default_factory=lambda: {"missing": [], "stale": [], "orphaned": []})
+    samples: dict[str, list[str]] = field(default_factory=lambda: {"missing": [], "stale": [], "orphaned": [],
+                                                                   "corrupt": []})
 
     @property
     def drift(self) -> int:
-        return self.missing + self.stale + self.orphaned
+        return self.missing + self.stale + self.orphaned + self.corrupt
 
     def note(self, kind: str, key: bytes) -> None:
         setattr(self, kind, getattr(self, kind) + 1)
@@ -67,13 +69,15 @@ class TableReport:
 
     def __str__(self) -> str:
         head = (f"{self.table}: {self.rows} rows, {self.missing} missing, {self.stale} stale, "
-                f"{self.orphaned} orphaned" + (f", {self.repaired} repaired" if self.repaired else ""))
+                f"{self.orphaned} orphaned" + (f", {self.corrupt} with a corrupt version" if self.corrupt else "")
+                + (f", {self.repaired} repaired" if self.repaired else ""))
         lines = [head] + [f"  {k} e.g. {', '.join(v)}" for k, v in self.samples.items() if v]
         return "\n".join(lines)
 
     def to_dict(self) -> dict[str, Any]:
         return {"table": self.table, "rows": self.rows, "missing": self.missing, "stale": self.stale,
-                "orphaned": self.orphaned, "repaired": self.repaired, "samples": self.samples}
+                "orphaned": self.orphaned, "corrupt": self.corrupt, "repaired": self.repaired,
+                "samples": self.samples}
 
 
 def _matches(change: VersionedChange, kind: Any, got: Any) -> bool:
@@ -84,11 +88,38 @@ def _matches(change: VersionedChange, kind: Any, got: Any) -> bool:
     return got == change.value
 
 
+def version_ceiling(conn: Any) -> int | None:
+    """The highest version a key may legitimately hold: the database's version counter now
+    (``gearsync_seq()``) plus a minute for other servers' clocks; None without the UDF."""
+    try:
+        with conn.cursor() as cur:
+            cur.execute("SELECT gearsync_seq()")
+            return int(cur.fetchone()[0]) + 60_000_000
+    except Exception:
+        return None
+
+
+def _stored(ver: Any, ceiling: int | None) -> tuple[int | bytes, bool]:
+    """(the version to repair against, corrupt?): a stored version that is not a number or lies
+    in the future (a forged or hand-made one, which would drop every later change of its key)
+    is corrupt, and repair resets it ("!" + its text: see versioned.lua)."""
+    if ver is None:
+        return 0, False
+    try:
+        v = int(ver)
+    except ValueError:
+        return b"!" + ver, True
+    if v < 0 or (ceiling is not None and v > ceiling):
+        return b"!" + ver, True
+    return v, False
+
+
 def verify_table(rt: ResolvedTable, conn: Any, client: "redis_lib.Redis", *, repair: bool = False,
                  chunk: int = DEFAULT_CHUNK, progress: bool = True, runner: ScriptRunner | None = None,
                  scan_count: int = 1000) -> TableReport:
     rep = TableReport(rt.name)
     runner = runner or (ScriptRunner(client) if repair else None)
+    ceiling = version_ceiling(conn)
     bar = Progress(f"verify {rt.name}", count_rows(conn, rt), enabled=progress)
     hashed = rt.cfg.value == "hash"
     seen: set[bytes] = set()
@@ -110,15 +141,19 @@ def verify_table(rt: ResolvedTable, conn: Any, client: "redis_lib.Redis", *, rep
             kind, got, ver = replies[3 * i], replies[3 * i + 1], replies[3 * i + 2]
             if isinstance(got, Exception) or (hashed and kind == b"none"):
                 got = None
-            if _matches(c, kind, got):
+            version, corrupt = _stored(ver, ceiling)
+            if corrupt:
+                rep.note("corrupt", c.key)
+            elif _matches(c, kind, got):
                 continue
-            rep.note("missing" if kind == b"none" else "stale", c.key)
-            fixes.append(c._replace(version=int(ver) if ver is not None else 0))
+            else:
+                rep.note("missing" if kind == b"none" else "stale", c.key)
+            fixes.append(c._replace(version=version))
         rep.rows += len(batch.rows)
         bar.add(len(batch.rows))
         if repair and fixes:
             assert runner is not None
-            rep.repaired += sum(runner.run(fixes, "cas"))
+            rep.repaired += runner.run(fixes, "cas").count(APPLIED)
     orphans: list[VersionedChange] = []
     pattern = key_pattern(rt.cfg.key)
     for key in client.scan_iter(match=pattern, count=scan_count):
@@ -129,8 +164,8 @@ def verify_table(rt: ResolvedTable, conn: Any, client: "redis_lib.Redis", *, rep
     if repair and orphans:
         assert runner is not None
         vers = client.mget([VERSION_PREFIX + o.key for o in orphans])
-        rep.repaired += sum(runner.run([o._replace(version=int(v) if v is not None else 0)
-                                        for o, v in zip(orphans, vers)], "cas"))
+        rep.repaired += runner.run([o._replace(version=_stored(v, ceiling)[0]) for o, v in zip(orphans, vers)],
+                                   "cas").count(APPLIED)
     bar.close()
     log.info("%s", rep)
     return rep

@@ -14,9 +14,13 @@
 -- mode "nx" (backfill): applied only if no version is stored (so any live change wins over a
 --   snapshot); the version key is not written.
 -- mode "cas" (repair): applied only if the stored version is still `version` ("" = absent),
---   i.e. no live change landed since it was read; the version key is not written.
+--   i.e. no live change landed since it was read; the version key is not written, except that
+--   a version given as "!<stored>" (a corrupt one: not a number, or from the future) is deleted.
 -- mode "w" (direct mode): always applied, versions untouched.
--- Returns one integer per change: 1 applied, 0 skipped.
+-- Returns one integer per change: 1 applied, 0 skipped (an equal or newer version is stored),
+-- 2 refused because the stored version is not a number (only this key; `gearsync verify
+-- --repair` resets such a version), 3 refused because the
+-- key is under the reserved prefix "gearsync:" (versions, tombstones, checkpoints).
 local tomb = tonumber(ARGV[1])
 local mode = ARGV[2]
 local out = {}
@@ -27,14 +31,32 @@ for i = 1, #KEYS / 2 do
   local first = a + 4
   a = first + n
   local go
-  if mode == 'v' then
+  out[i] = 0
+  if string.sub(key, 1, 9) == 'gearsync:' then
+    out[i] = 3
+    go = false
+  elseif mode == 'v' then
     local cur = redis.call('GET', vkey)
-    go = cur == false or tonumber(cur) < tonumber(ver)
+    if cur == false then
+      go = true
+    elseif tonumber(cur) == nil then
+      out[i] = 2
+      go = false
+    else
+      go = tonumber(cur) < tonumber(ver)
+    end
   elseif mode == 'nx' then
     go = redis.call('EXISTS', vkey) == 0
   elseif mode == 'cas' then
     local cur = redis.call('GET', vkey)
+    local reset = string.sub(ver, 1, 1) == '!'
+    if reset then
+      ver = string.sub(ver, 2)
+    end
     go = (cur == false and ver == '') or cur == ver
+    if go and reset then
+      redis.call('DEL', vkey)
+    end
   else
     go = true
   end
@@ -64,8 +86,6 @@ for i = 1, #KEYS / 2 do
       end
     end
     out[i] = 1
-  else
-    out[i] = 0
   end
 end
 return out

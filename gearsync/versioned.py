@@ -22,15 +22,20 @@ from redis.exceptions import NoScriptError, ResponseError
 from .changes import VersionedChange
 from .constants import DEFAULT_TOMBSTONE_TTL, VERSION_PREFIX
 
-__all__ = ["LUA", "CHUNK", "MODES", "script_args", "pack_call", "ScriptRunner"]
+__all__ = ["LUA", "CHUNK", "MODES", "script_args", "pack_call", "ScriptRunner", "STALE", "APPLIED", "CORRUPT",
+           "RESERVED"]
 
 LUA = resources.files(__package__).joinpath("versioned.lua").read_text(encoding="utf-8")
 #: Changes per EVALSHA call (all calls of a batch share one pipeline).
 CHUNK = 256
 MODES = ("v", "nx", "cas", "w")
+#: The script's answer per change.
+STALE, APPLIED, CORRUPT, RESERVED = 0, 1, 2, 3
 
 
 def _version(c: VersionedChange, mode: str) -> bytes:
+    if isinstance(c.version, bytes):  # repair: the stored text, "!"-prefixed to reset a corrupt one
+        return c.version
     return b"" if mode == "cas" and not c.version else b"%d" % c.version
 
 
@@ -111,9 +116,10 @@ class ScriptRunner:
         return conn, changes, mode, extra, len(packed)
 
     def collect(self, handle: tuple[Any, Sequence[VersionedChange], str, Sequence[Sequence[Any]], int],
-                retry: bool = True) -> list[bool]:
-        """Per change True if written; raises the first error Redis answered (a script
-        forgotten by a restarted Redis is loaded again and the calls re-sent once)."""
+                retry: bool = True) -> list[int]:
+        """Per change the script's answer (:data:`APPLIED`, :data:`STALE`, :data:`CORRUPT`,
+        :data:`RESERVED`); raises the first error Redis answered (a script forgotten by a
+        restarted Redis is loaded again and the calls re-sent once)."""
         conn, changes, mode, extra, n = handle
         replies: list[Any] = []
         try:
@@ -133,9 +139,9 @@ class ScriptRunner:
                 self.sha = str(self.redis.script_load(LUA))
                 return self.collect(self.send(changes, mode, extra), retry=False)
             raise errors[0]
-        return [bool(x) for reply in replies[:n] for x in reply]
+        return [int(x) for reply in replies[:n] for x in reply]
 
     def run(self, changes: Sequence[VersionedChange], mode: str, extra: Sequence[Sequence[Any]] = ()
-            ) -> list[bool]:
+            ) -> list[int]:
         """:meth:`send` then :meth:`collect`."""
         return self.collect(self.send(changes, mode, extra))

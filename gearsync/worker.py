@@ -26,6 +26,7 @@ from .applier import TableApplier
 from .changes import Change
 from .connections import redact
 from .gearman.worker import GearmanWorker, Job
+from .keys import reserved
 from .metrics import WorkerMetrics
 from .redis_sink import RedisSink, until_written
 from .settings import Settings
@@ -39,6 +40,10 @@ T = TypeVar("T")
 HandlerResult = Union[Change, Iterable[Change], None]
 #: A handler turns one job into the changes to apply (None: nothing to write).
 Handler = Callable[[Job], HandlerResult]
+
+
+class KeyRefused(ValueError):
+    """A job asked to write one of gearsync's own keys (``gearsync:…``)."""
 
 
 class ForcedShutdown(BaseException):
@@ -72,6 +77,7 @@ class Worker:
         self.jobs_applied = 0
         self.jobs_failed = 0
         self.redis_retries = 0
+        self.keys_refused = 0
         self.batches = 0
         self._stopping = False
         self._force = False
@@ -233,10 +239,10 @@ class Worker:
         handlers = {k.encode(): v for k, v in self.handlers.items()}
         if self.applier is not None:
             safe_fn, direct_fn = self.settings.safe_function.encode(), self.settings.direct_function.encode()
-            mine = [j for j in batch if j.function in (safe_fn, direct_fn)]
-            if mine:
-                self.applier.submit([j for j in mine if j.function == safe_fn])
-                self.applier.submit_direct([j for j in mine if j.function == direct_fn])
+            theirs = [j for j in batch if j.function in (safe_fn, direct_fn)]
+            if theirs:
+                self.applier.submit([j for j in theirs if j.function == safe_fn])
+                self.applier.submit_direct([j for j in theirs if j.function == direct_fn])
                 batch = [j for j in batch if j.function not in (safe_fn, direct_fn)]
         for job in batch:
             fn = handlers.get(job.function)
@@ -244,6 +250,13 @@ class Worker:
                 if fn is None:
                     raise LookupError(f"no handler for function {job.function!r}")
                 result = fn(job)
+                mine: list[Change] = ([] if result is None else [result] if isinstance(result, Change)
+                                      else list(result))
+                bad = [ch.key for ch in mine if reserved(ch.key)]
+                if bad:
+                    self.keys_refused += 1
+                    raise KeyRefused(f"refused: {bad[0]!r} is under gearsync:, gearsync's own keys "
+                                     "(versions, tombstones, checkpoints)")
             except Exception as e:
                 failed.append(job)
                 log.warning("job %s (%s) failed: %s: %s", job.handle.decode(errors="replace"),
@@ -251,15 +264,9 @@ class Worker:
                 continue
             idx = len(ok)
             ok.append(job)
-            if result is None:
-                continue
-            if isinstance(result, Change):
-                changes.append(result)
+            for ch in mine:
+                changes.append(ch)
                 owners.append(idx)
-            else:
-                for c in result:
-                    changes.append(c)
-                    owners.append(idx)
         if failed:
             self.jobs_failed += gm.fail(failed)
         if not await self._apply(changes, owners, ok, gm, sink):
