@@ -74,8 +74,9 @@ def wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
         ".git", ".venv", "build", ".run", "__pycache__", "*.egg-info", ".pytest_cache", ".hypothesis", "_data"))
     sdist = _pep517("build_sdist", clone, base)
     with tarfile.open(sdist) as tar:
-        # the "data" filter exists from Python 3.11.4 (and in distributions' security updates)
-        tar.extractall(base / "unpacked", **({"filter": "data"} if hasattr(tarfile, "data_filter") else {}))
+        if hasattr(tarfile, "data_filter"):  # Python >= 3.11.4 and distributions' security updates
+            tar.extraction_filter = tarfile.data_filter
+        tar.extractall(base / "unpacked")
     (unpacked,) = (base / "unpacked").iterdir()
     return _pep517("build_wheel", unpacked, base)
 
