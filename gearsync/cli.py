@@ -1,4 +1,5 @@
-"""Command line: ``gearsync worker | status | triggers | install | uninstall | backfill | verify``.
+"""Command line: ``gearsync worker | status | triggers | install | uninstall | backfill | verify |
+sql | udf``.
 
 A thin shell: it parses options, hands them to :meth:`gearsync.settings.Settings.load` (the one
 place the options, the environment and the TOML file merge), sets up logging once and calls
@@ -12,10 +13,11 @@ import logging
 import sys
 from typing import Any, Callable, Sequence
 
-from . import __version__, backfill, install, verify
+from . import __version__, backfill, install, udf_library, verify
 from .config import ConfigError
 from .connections import connect_mysql
 from .logs import configure
+from .resources import sql_path
 from .settings import LOG_FORMATS, LOG_LEVELS, Settings, SettingsError, parse_servers
 from .status import status
 from .supervise import run_workers
@@ -132,6 +134,31 @@ def build_parser() -> argparse.ArgumentParser:
             b.add_argument("--repair", action="store_true", help="fix what drifted (versioned, never "
                            "overwriting a live change)")
             b.add_argument("--json", action="store_true", help="print one JSON object")
+    sq = sub.add_parser("sql", help="print the SQL scripts the package ships (for the mariadb client)",
+                        description="Print a shipped SQL script: `gearsync sql install | mariadb` registers "
+                        "the UDFs and creates the outbox and the demo tables (idempotent); `uninstall` "
+                        "drops the functions and triggers.")
+    sq.add_argument("script", choices=("install", "uninstall"))
+    ud = sub.add_parser("udf", help="build gearsync_udf.so from the shipped C sources, or install it",
+                        description="The UDF library from the package's own C sources.")
+    actions = ud.add_subparsers(dest="action", metavar="ACTION", required=True)
+    for name, text in (("build", "compile gearsync_udf.so with the host's mysql_config and C compiler (Debian: "
+                                 "build-essential libmariadb-dev libmariadb-dev-compat libmariadbd-dev libgearman-dev)"),
+                       ("install", "build gearsync_udf.so if needed, copy it into the server's SELECT @@plugin_dir "
+                                   "and write gearsync_udf.cnf there unless one exists (what `make install-udf` does)")):
+        a = actions.add_parser(name, help=text.split(" (")[0], description=text[0].upper() + text[1:] + ".")
+        a.add_argument("--build-dir", metavar="DIR",
+                       help=f"where the library is built (default {udf_library.default_build_dir()})")
+        a.add_argument("--mysql-config", metavar="PATH",
+                       help="mysql_config or mariadb_config (default: mysql_config, else mariadb_config, on PATH)")
+        if name == "install":
+            a.add_argument("--plugin-dir", metavar="DIR", help="the server's plugin dir (default: asked with "
+                           "SELECT @@plugin_dir)")
+            a.add_argument("--mysql", metavar="URL", dest="mysql_url", help="the server to ask for @@plugin_dir "
+                           "(default GEARSYNC_MYSQL_URL or the config's [mysql] url, else the local socket as this "
+                           "OS user, e.g. mysql://root@localhost/?unix_socket=/run/mysqld/mysqld.sock)")
+            a.add_argument("--servers", metavar="HOST[:PORT][,...]", help="the job servers written into a new "
+                           "gearsync_udf.cnf (default 127.0.0.1:4730; an existing file is kept)")
     return p
 
 
@@ -148,10 +175,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.print_help()
         return 2
     options = {k: v for k, v in vars(args).items() if k in _SETTINGS}
-    table_command = args.command not in ("worker", "status")
+    package_command = args.command in ("sql", "udf")  # the package's own SQL and library
+    table_command = args.command not in ("worker", "status") and not package_command
+    reads_config = not package_command or (args.command == "udf" and args.action == "install")  # --mysql's default
     try:
-        settings = Settings.load(options, require_config=table_command,
-                                 defaults={"log_level": "WARNING"} if table_command else None)
+        settings = Settings.load(options, require_config=table_command, read_config=reads_config,
+                                 defaults={"log_level": "WARNING"} if table_command or package_command else None)
     except (SettingsError, ConfigError) as e:
         if args.command == "worker":
             parser.error(str(e))
@@ -252,10 +281,33 @@ def verify_command(args: argparse.Namespace, settings: Settings) -> int:
     return 1 if drift else 0
 
 
+def sql_command(args: argparse.Namespace, settings: Settings) -> int:
+    sys.stdout.buffer.write(sql_path(f"{args.script}.sql").read_bytes())
+    sys.stdout.buffer.flush()
+    return 0
+
+
+def udf_command(args: argparse.Namespace, settings: Settings) -> int:
+    try:
+        if args.action == "install":
+            udf_library.server_list(args.servers)  # a bad --servers fails before the build
+        library = udf_library.build(args.build_dir, args.mysql_config)
+        if args.action == "build":
+            print(f"built {library}")
+            return 0
+        plugin_dir = args.plugin_dir or udf_library.server_plugin_dir(settings.mysql_url)
+        print(udf_library.install(library, plugin_dir, args.servers))
+    except (udf_library.UdfError, OSError) as e:
+        print(f"gearsync udf {args.action}: {e}", file=sys.stderr)
+        return 2
+    print("now: gearsync sql install | mariadb (and restart mysqld if it had loaded the library)")
+    return 0
+
+
 COMMANDS: dict[str, Callable[[argparse.Namespace, Settings], int]] = {
     "worker": worker_command, "status": status_command, "triggers": triggers_command,
     "install": triggers_command, "uninstall": triggers_command, "backfill": backfill_command,
-    "verify": verify_command,
+    "verify": verify_command, "sql": sql_command, "udf": udf_command,
 }
 
 

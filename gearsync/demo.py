@@ -1,7 +1,8 @@
 """`make demo`: the whole pipeline on a throwaway local stack.
 
-Starts MariaDB (UDFs loaded from build/), gearmand and Redis on free loopback ports under
-.run/demo, applies sql/install.sql, runs a `gearsync worker`, writes rows to the seed's demo
+Starts MariaDB (UDFs loaded from a checkout's build/, or from an installed package after
+`gearsync udf build`), gearmand and Redis on free loopback ports under .run/demo, applies
+sql/install.sql, runs a `gearsync worker`, writes rows to the seed's demo
 table `test.test` and prints what Redis holds after each statement, then stops everything.
 """
 

@@ -55,7 +55,7 @@ class Daemon:
 
     def __init__(self, workdir: Path, port: int | None = None,
                  env: Mapping[str, str] | None = None) -> None:
-        self.workdir = Path(workdir)
+        self.workdir = Path(workdir).absolute()  # daemons run with it as their cwd: no relative paths
         #: extra environment variables for the daemon process (e.g. LD_PRELOAD)
         self.env: dict[str, str] = dict(env or {})
         self.workdir.mkdir(parents=True, exist_ok=True)

@@ -8,20 +8,21 @@ from pathlib import Path
 from typing import Any, Mapping, Sequence
 
 from gearsync.resources import checkout_root
+from gearsync.udf_library import LIBRARY, default_build_dir
 
 from .daemons import Daemon, StackError, _port_open, _which
 
-__all__ = ["MariaDB"]
+__all__ = ["MariaDB", "default_plugin_dir"]
 
 
-def _default_plugin_dir() -> Path:
-    """A checkout's build/ (where `make udf` puts gearsync_udf.so)."""
+def default_plugin_dir() -> Path:
+    """Where gearsync_udf.so is when no plugin_dir is given: a checkout's build/ (``make udf``),
+    else the directory ``gearsync udf build`` writes to by default (a per-user cache)."""
     root = checkout_root()
-    if root is None:
-        raise StackError("no plugin_dir given and not running from a checkout: pass the directory "
-                         "holding gearsync_udf.so")
-    return root / "build"
-
+    where, how = (root / "build", "make udf") if root is not None else (default_build_dir(), "gearsync udf build")
+    if not (where / LIBRARY).is_file():
+        raise StackError(f"no {LIBRARY} in {where}: run `{how}` first, or pass plugin_dir")
+    return where
 
 
 class MariaDB(Daemon):
@@ -40,7 +41,7 @@ class MariaDB(Daemon):
         env: Mapping[str, str] | None = None,
     ) -> None:
         super().__init__(workdir, port, env=env)
-        self.plugin_dir = Path(plugin_dir or _default_plugin_dir()).resolve()
+        self.plugin_dir = Path(plugin_dir or default_plugin_dir()).resolve()
         self.datadir = self.workdir / "data"
         self.socket_path = self.workdir / "mysqld.sock"
         self.durable = durable
