@@ -154,18 +154,15 @@ class Settings:
     #: Serve Prometheus metrics on this port (None: off).
     metrics_port: int | None = None
     metrics_host: str = "127.0.0.1"
+    #: Set by the supervisor of a --concurrency group in each child: record metrics in files
+    #: there (the supervisor serves the group's sum on metrics_port).
+    metrics_dir: str | None = None
     #: Worker processes under one supervisor.
     concurrency: int = 1
     #: The TOML file these settings were read from (None: none).
     config_path: str | None = None
     #: That file's content, for the commands that work on its tables.
     config: Config | None = None
-
-    @property
-    def direct_tables(self) -> bool:
-        """Serve ``direct_function``: with any configured table (``gearsync install --mode
-        direct`` can override the config's mode, so the worker cannot tell which are direct)."""
-        return bool(self.tables)
 
     @property
     def function(self) -> str:
