@@ -11,7 +11,6 @@ letters; and what is unhealthy — the same facts as ``gearsync status``.
 from __future__ import annotations
 
 import html
-import json
 import logging
 import threading
 import time
