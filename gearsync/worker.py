@@ -31,7 +31,7 @@ from .metrics import WorkerMetrics, render, use_multiprocess
 from .constants import DEAD_LETTERS
 from .redis_sink import RedisSink, dead_letter_entry, until_written
 from .settings import Settings, SettingsError
-from .status import status
+from .status import status_of
 from .web import Web
 
 __all__ = ["Worker", "Handler", "ForcedShutdown", "default_handler"]
@@ -122,7 +122,7 @@ class Worker:
             if s.mysql_url and s.direct_function not in functions:  # configured tables, now or after a reload
                 functions.append(s.direct_function)
             self._gearman = GearmanWorker(s.gearman, functions, window=s.window,
-                                          max_in_hand=max(s.max_in_hand, s.window))
+                                          max_in_hand=max(s.max_in_hand, s.window), ssl=s.gearman_ssl())
         return self._gearman
 
     # -- stopping ----------------------------------------------------------------------
@@ -214,7 +214,7 @@ class Worker:
             self.metrics = WorkerMetrics(self)
             registry = self.metrics.registry
             web = Web(s.metrics_host, s.metrics_port, lambda: render(registry),
-                      lambda: status(s.mysql_url, s.redis_url, s.gearman, tables=s.tables)).start()
+                      lambda: status_of(s)).start()
             log.info("metrics on http://%s:%d/metrics, status page on http://%s:%d/", s.metrics_host,
                      s.metrics_port, s.metrics_host, s.metrics_port)
         if self.applier is not None:
