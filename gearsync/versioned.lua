@@ -7,7 +7,8 @@
 --       "s" set: the value; "h" hash: field1, value1, ...; "d" delete: none;
 --       "j" RedisJSON document: its JSON text (JSON.SET key $ doc; needs the RedisJSON module);
 --       record ops, for the extra targets of gearsync.targets, whose version key is the
---       placement's record (a hash: v version, k key, m member, i stream entry id):
+--       placement's record (a hash: v version, k key, m member — for a stream the op of
+--       its last entry —, i stream entry id):
 --       "S" set member: member (none: the row is in no set); "Z" sorted set: member, score
 --       (none: in none); "X" stream: maxlen, event op, row key[, row JSON].
 --
@@ -52,7 +53,7 @@ local function place(key, vkey, op, ver, n, first)
       fields[8] = ARGV[first + 3]
     end
     local id = redis.call('XADD', key, 'MAXLEN', '~', ARGV[first], '*', unpack(fields))
-    redis.call('HSET', vkey, 'i', id)
+    redis.call('HSET', vkey, 'i', id, 'm', ARGV[first + 1])
     return ARGV[first + 1] ~= 'delete'
   end
   local old = redis.call('HMGET', vkey, 'k', 'm')
