@@ -78,6 +78,7 @@ class OutboxRow(NamedTuple):
     source: str | None = None
     pk: str | None = None
     ver: int = 0
+    age: float = 0.0        # seconds since the outbox row was written (0 for a job)
 
 
 class VersionedChange(NamedTuple):

@@ -133,6 +133,9 @@ class Config:
     """Connections and table mappings; ``source`` is the file it came from."""
 
     gearman: list[str] | None = None
+    #: TLS to gearmand: on/off (None: not said), and the files: "ca", "cert", "key" → path
+    gearman_tls: bool | None = None
+    gearman_files: dict[str, str] = field(default_factory=dict)
     redis_url: str | None = None
     mysql_url: str | None = None
     tables: dict[str, TableConfig] = field(default_factory=dict)
@@ -140,7 +143,8 @@ class Config:
 
     def subset(self, tables: Iterable[TableConfig]) -> "Config":
         """The same config with only ``tables``."""
-        return Config(self.gearman, self.redis_url, self.mysql_url, {t.name: t for t in tables}, self.source)
+        return Config(self.gearman, self.gearman_tls, dict(self.gearman_files), self.redis_url, self.mysql_url,
+                      {t.name: t for t in tables}, self.source)
 
     def table(self, name: str) -> TableConfig:
         try:
@@ -178,6 +182,16 @@ def parse(data: Mapping[str, Any], source: str = "<config>") -> Config:
         if not isinstance(servers, list) or not servers or not all(isinstance(s, str) and s.strip() for s in servers):
             raise ConfigError(f"{source}: gearman.servers: expected a non-empty list of \"host:port\" strings")
         cfg.gearman = [s.strip() for s in servers]
+    unknown = set(g) - {"servers", "tls", "ca", "cert", "key"}
+    if unknown:
+        raise ConfigError(f"{source}: gearman.{sorted(unknown)[0]}: unknown (expected servers, tls, ca, cert, key)")
+    if "tls" in g:
+        if not isinstance(g["tls"], bool):
+            raise ConfigError(f"{source}: gearman.tls: expected true or false")
+        cfg.gearman_tls = g["tls"]
+    for name in ("ca", "cert", "key"):
+        if name in g:
+            cfg.gearman_files[name] = _string(g[name], f"{source}: gearman.{name}")
     r = _section(data, "redis", source)
     if "url" in r:
         cfg.redis_url = _string(r["url"], f"{source}: redis.url")

@@ -10,7 +10,8 @@ from __future__ import annotations
 __all__ = [
     "DEFAULT_GEARMAN_PORT", "DEFAULT_GEARMAN", "DEFAULT_REDIS_URL", "SEED_FUNCTION", "SAFE_FUNCTION",
     "DIRECT_FUNCTION", "OUTBOX_SCHEMA", "OUTBOX_TABLE", "KEY_PREFIX", "VERSION_PREFIX", "CHECKPOINT_PREFIX",
-    "DEFAULT_TOMBSTONE_TTL", "RECORD_PREFIX", "DEFAULT_CONFIG_FILE", "DEFAULT_CHUNK", "DEAD_LETTERS", "DEAD_LETTERS_MAX",
+    "DEFAULT_TOMBSTONE_TTL", "RECORD_PREFIX", "DEFAULT_CONFIG_FILE", "DEFAULT_CHUNK", "DEAD_LETTERS",
+    "DEAD_LETTERS_MAX", "APPLIED_AT",
 ]
 
 # -- connections ---------------------------------------------------------------------------------
@@ -47,6 +48,8 @@ CHECKPOINT_PREFIX = KEY_PREFIX + b"backfill:"
 DEAD_LETTERS = KEY_PREFIX + b"dead"
 #: Entries kept in it (XADD MAXLEN ~).
 DEAD_LETTERS_MAX = 100_000
+#: A hash: configured table → when (unix time) a worker last applied its changes.
+APPLIED_AT = KEY_PREFIX + b"applied"
 
 # -- defaults ------------------------------------------------------------------------------------
 #: Seconds a delete's versioned tombstone stays in Redis.

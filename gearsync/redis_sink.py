@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from typing import Any, Awaitable, Callable, Sequence, TypeVar
 
 import redis.asyncio as aioredis
@@ -23,7 +24,7 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from .changes import DELETE, SET, Change, VersionedChange
-from .constants import DEAD_LETTERS, DEAD_LETTERS_MAX, DEFAULT_TOMBSTONE_TTL
+from .constants import APPLIED_AT, DEAD_LETTERS, DEAD_LETTERS_MAX, DEFAULT_TOMBSTONE_TTL
 from .versioned import CHUNK, LUA, script_args
 
 __all__ = ["RedisSink", "SinkUnavailable", "until_written", "retryable", "dead_letter_entry"]
@@ -223,6 +224,16 @@ class RedisSink:
                 raise SinkUnavailable(f"{type(r).__name__}: {r}")
             out.append(r if isinstance(r, Exception) else int(r[0]))
         return out
+
+    async def mark_applied(self, tables: Sequence[str]) -> None:
+        """Note in :data:`APPLIED_AT` that these tables' changes were applied now (for status);
+        best effort: a failure is logged, never raised."""
+        if not tables:
+            return
+        try:
+            await self.redis.hset(APPLIED_AT, mapping={t: repr(time.time()) for t in tables})
+        except Exception as e:  # status shows an older time; the changes themselves are written
+            log.debug("could not note the time of applying %s: %s", ", ".join(tables), e)
 
     async def dead_letter(self, entries: Sequence[dict[str, Any]]) -> None:
         """Record changes Redis refused for good in the stream :data:`DEAD_LETTERS` (capped at

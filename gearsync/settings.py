@@ -9,6 +9,7 @@ them in. Library users build ``Settings(...)`` directly or call :meth:`Settings.
 from __future__ import annotations
 
 import os
+import ssl
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Mapping
@@ -112,6 +113,12 @@ ENVIRONMENT: dict[str, tuple[str, Callable[[str, str], Any]]] = {
     "metrics_port": ("GEARSYNC_METRICS_PORT", _number(int, 1)),
     "concurrency": ("GEARSYNC_CONCURRENCY", _number(int, 1)),
     "config_path": ("GEARSYNC_CONFIG", lambda n, t: t),
+    "gearman_tls": ("GEARSYNC_GEARMAN_TLS", _choice(("1", "0"), lambda t: {"true": "1", "yes": "1", "on": "1",
+                                                                          "false": "0", "no": "0", "off": "0"}
+                                                  .get(t.lower(), t))),
+    "gearman_ca": ("GEARSYNC_GEARMAN_CA", lambda n, t: t),
+    "gearman_cert": ("GEARSYNC_GEARMAN_CERT", lambda n, t: t),
+    "gearman_key": ("GEARSYNC_GEARMAN_KEY", lambda n, t: t),
 }
 
 
@@ -121,6 +128,13 @@ class Settings:
     localhost, function ``syncToRedis``)."""
 
     gearman: list[tuple[str, int]] = field(default_factory=lambda: parse_servers(DEFAULT_GEARMAN))
+    #: TLS to gearmand ("1"/"0"): for gearmand --ssl, or a TLS terminator in front of it on another
+    #: host; ``gearman_ca`` verifies the server (default: the system's CAs), ``gearman_cert`` and
+    #: ``gearman_key`` are a client certificate when the server asks for one.
+    gearman_tls: str = "0"
+    gearman_ca: str | None = None
+    gearman_cert: str | None = None
+    gearman_key: str | None = None
     redis_url: str = DEFAULT_REDIS_URL
     functions: list[str] = field(default_factory=lambda: [SEED_FUNCTION])
     window: int = 32
@@ -154,6 +168,9 @@ class Settings:
     #: Serve Prometheus metrics on this port (None: off).
     metrics_port: int | None = None
     metrics_host: str = "127.0.0.1"
+    #: Set by the supervisor of a --concurrency group in each child: record metrics in files
+    #: there (the supervisor serves the group's sum on metrics_port).
+    metrics_dir: str | None = None
     #: Worker processes under one supervisor.
     concurrency: int = 1
     #: The TOML file these settings were read from (None: none).
@@ -161,11 +178,14 @@ class Settings:
     #: That file's content, for the commands that work on its tables.
     config: Config | None = None
 
-    @property
-    def direct_tables(self) -> bool:
-        """Serve ``direct_function``: with any configured table (``gearsync install --mode
-        direct`` can override the config's mode, so the worker cannot tell which are direct)."""
-        return bool(self.tables)
+    def gearman_ssl(self) -> ssl.SSLContext | None:
+        """The TLS context for gearmand connections, None without TLS."""
+        if self.gearman_tls != "1":
+            return None
+        ctx = ssl.create_default_context(cafile=self.gearman_ca)
+        if self.gearman_cert:
+            ctx.load_cert_chain(self.gearman_cert, self.gearman_key)
+        return ctx
 
     @property
     def function(self) -> str:
@@ -234,6 +254,10 @@ class Settings:
             if cfg.gearman:
                 s.gearman = _servers(f"{cfg.source}: gearman.servers", ",".join(cfg.gearman))
             s.redis_url = cfg.redis_url or s.redis_url
+            if cfg.gearman_tls is not None:
+                s.gearman_tls = "1" if cfg.gearman_tls else "0"
+            for name, path in cfg.gearman_files.items():
+                setattr(s, f"gearman_{name}", path)
             s.mysql_url = cfg.mysql_url or s.mysql_url
         s._merge_env(env)
         s._merge(options)

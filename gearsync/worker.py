@@ -27,10 +27,12 @@ from .changes import Change
 from .connections import redact
 from .gearman.worker import GearmanWorker, Job
 from .keys import reserved
-from .metrics import WorkerMetrics
+from .metrics import WorkerMetrics, render, use_multiprocess
 from .constants import DEAD_LETTERS
 from .redis_sink import RedisSink, dead_letter_entry, until_written
-from .settings import Settings
+from .settings import Settings, SettingsError
+from .status import status_of
+from .web import Web
 
 __all__ = ["Worker", "Handler", "ForcedShutdown", "default_handler"]
 
@@ -66,8 +68,11 @@ class Worker:
         redis: object | None = None,
         gearman: GearmanWorker | None = None,
         handlers: dict[str, Handler] | None = None,
+        reloader: Callable[[], Settings] | None = None,
     ) -> None:
         self.settings = settings or Settings.from_env()
+        #: Reads the settings again (SIGHUP: see :meth:`reload`).
+        self.reloader = reloader
         self._redis = redis
         self._gearman = gearman
         self.handlers: dict[str, Handler] = {f: default_handler for f in self.settings.functions}
@@ -114,10 +119,10 @@ class Worker:
         if self._gearman is None:
             s = self.settings
             functions = list(self.handlers) + ([s.safe_function] if s.mysql_url else [])
-            if s.direct_tables and s.direct_function not in functions:
+            if s.mysql_url and s.direct_function not in functions:  # configured tables, now or after a reload
                 functions.append(s.direct_function)
             self._gearman = GearmanWorker(s.gearman, functions, window=s.window,
-                                          max_in_hand=max(s.max_in_hand, s.window))
+                                          max_in_hand=max(s.max_in_hand, s.window), ssl=s.gearman_ssl())
         return self._gearman
 
     # -- stopping ----------------------------------------------------------------------
@@ -143,6 +148,28 @@ class Worker:
         if self._task is not None:
             self._task.cancel()
 
+    def reload(self) -> None:
+        """SIGHUP: read the config again and apply what changed in the table mappings; a table
+        whose mapping changed has its keys rewritten in the background (versioned, so live
+        changes win). Connections, functions and other settings need a restart (logged)."""
+        if self.reloader is None:
+            return
+        try:
+            new = self.reloader()
+        except (SettingsError, ValueError) as e:
+            log.error("reload: the config is not usable, keeping the old one: %s", e)
+            return
+        old = self.settings
+        changed = sorted(n for n in set(old.tables) | set(new.tables) if old.tables.get(n) != new.tables.get(n))
+        others = [f for f in ("gearman", "redis_url", "mysql_url", "functions") if getattr(old, f) != getattr(new, f)]
+        if others:
+            log.warning("reload: %s changed; restart the worker for that", ", ".join(others))
+        old.tables.clear()
+        old.tables.update(new.tables)
+        if self.applier is not None:
+            self.applier.tables.update(new.tables, changed)
+        log.info("reload: %d tables, mapping changed for %s", len(new.tables), ", ".join(changed) or "none")
+
     def handle_signal(self, signum: int) -> None:
         """First signal: graceful stop; second: forced."""
         log.info("received %s", signal.Signals(signum).name)
@@ -163,7 +190,7 @@ class Worker:
     async def run(self, install_signals: bool = False) -> None:
         loop = asyncio.get_running_loop()
         self._task = asyncio.current_task()
-        signals = (signal.SIGTERM, signal.SIGINT) if install_signals else ()
+        signals: tuple[signal.Signals, ...] = (signal.SIGTERM, signal.SIGINT) if install_signals else ()
         for sig in signals:
             loop.add_signal_handler(sig, self.handle_signal, sig)
         if self._redis is not None:
@@ -172,14 +199,24 @@ class Worker:
             self.sink = RedisSink.from_url(self.settings.redis_url)
         gm = self.gearman
         safe_task: asyncio.Task[None] | None = None
-        metrics_server = None
+        web: Web | None = None
         if self.settings.mysql_url:
             self.applier = TableApplier(self.settings, self.sink, gm)
             self.applier.table_handlers = self.table_handlers
-        if self.settings.metrics_port is not None:
+        if install_signals and self.reloader is not None:
+            loop.add_signal_handler(signal.SIGHUP, self.reload)
+            signals += (signal.SIGHUP,)
+        s = self.settings
+        if s.metrics_dir is not None:  # a child of a --concurrency group: the supervisor serves
+            use_multiprocess(s.metrics_dir)
             self.metrics = WorkerMetrics(self)
-            metrics_server = await self.metrics.registry.serve(self.settings.metrics_port, self.settings.metrics_host)
-            log.info("metrics on http://%s:%d/metrics", self.settings.metrics_host, self.settings.metrics_port)
+        elif s.metrics_port is not None:
+            self.metrics = WorkerMetrics(self)
+            registry = self.metrics.registry
+            web = Web(s.metrics_host, s.metrics_port, lambda: render(registry),
+                      lambda: status_of(s)).start()
+            log.info("metrics on http://%s:%d/metrics, status page on http://%s:%d/", s.metrics_host,
+                     s.metrics_port, s.metrics_host, s.metrics_port)
         if self.applier is not None:
             if self._stopping:
                 self.applier.request_stop()
@@ -208,8 +245,8 @@ class Worker:
                 safe_task.cancel()
                 await asyncio.gather(safe_task, return_exceptions=True)
             await gm.close()
-            if metrics_server is not None:
-                metrics_server.close()
+            if web is not None:
+                web.close()
             if self.applier is not None:
                 await self.applier.close()
             await self.sink.close()
@@ -312,6 +349,8 @@ class Worker:
         def on_retry() -> None:
             nonlocal paused
             self.redis_retries += 1
+            if self.metrics is not None:
+                self.metrics.sync()
             if not paused:
                 gm.pause()
                 paused = True
