@@ -240,7 +240,7 @@ def triggers_command(args: argparse.Namespace, settings: Settings) -> int:
             if args.command == "triggers":
                 sys.stdout.write(install.triggers_script(cfg, conn, args.mode))
             elif args.command == "install":
-                done = install.install(cfg, conn, args.mode)
+                done = install.install(cfg, conn, args.mode, redis_url=settings.redis_url)
                 for line in done.done:
                     print(line)
                 for line in done.warnings:
