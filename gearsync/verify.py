@@ -35,6 +35,7 @@ from typing import Any, Sequence
 import redis as redis_lib
 
 from .changes import VersionedChange
+from .codec import PK_HEX_KINDS
 from .config import Config
 from .connections import endpoints
 from .constants import DEFAULT_CHUNK, DEFAULT_REDIS_URL
@@ -42,7 +43,7 @@ from .keys import key_pattern, reserved, version_key
 from .mapping import row_changes, target_changes
 from .modules import require_modules
 from .progress import Progress
-from .scan import TableReader, count_rows
+from .scan import Rows, TableReader, count_rows
 from .schema import ResolvedTable, resolve
 from .verify_targets import TargetCheck
 from .versioned import APPLIED, ScriptRunner
@@ -133,6 +134,20 @@ def _stored(ver: Any, ceiling: int | None) -> tuple[int | bytes, bool]:
     return v, False
 
 
+def _reread(reader: TableReader, batch: Rows, fixes: list[VersionedChange]) -> list[VersionedChange]:
+    """The repairs of ``fixes`` with their rows read again, now that their versions were read:
+    a change that committed between the first read of a row and the read of its version is in
+    the new read (so repair cannot write the older value over it), and one that lands later
+    changes the version, which makes the repair's cas a no-op."""
+    wanted = {c.key for c in fixes}
+    pk = [batch.names.index(c) for c in reader.rt.primary_key]
+    hexed = [reader.rt.kinds.get(c) in PK_HEX_KINDS for c in reader.rt.primary_key]
+    pks = [[(bytes(values[i]).hex() if h and isinstance(values[i], (bytes, bytearray)) else values[i])
+            for i, h in zip(pk, hexed)] for key, values in batch.rows if key in wanted]
+    now = {c.key: c for c in row_changes(reader.cfg, reader.by_keys(pks))}
+    return [now.get(c.key, VersionedChange(c.key, 0, None))._replace(version=c.version) for c in fixes]
+
+
 def verify_table(rt: ResolvedTable, conn: Any, client: "redis_lib.Redis", *, repair: bool = False,
                  chunk: int = DEFAULT_CHUNK, progress: bool = True, runner: ScriptRunner | None = None,
                  scan_count: int = 1000) -> TableReport:
@@ -143,7 +158,8 @@ def verify_table(rt: ResolvedTable, conn: Any, client: "redis_lib.Redis", *, rep
     shape = rt.cfg.value
     seen: set[bytes] = set()
     targets = TargetCheck(rt.cfg, client, rep.note, lambda v: _stored(v, ceiling))
-    for _last, batch in TableReader(rt.cfg, lambda: conn, rt).chunks(None, chunk):
+    reader = TableReader(rt.cfg, lambda: conn, rt)
+    for _last, batch in reader.chunks(None, chunk):
         changes = row_changes(rt.cfg, batch)
         pipe = client.pipeline(transaction=False)
         for c in changes:
@@ -173,6 +189,8 @@ def verify_table(rt: ResolvedTable, conn: Any, client: "redis_lib.Redis", *, rep
             else:
                 continue
             fixes.append(c._replace(version=version))
+        if repair and fixes:
+            fixes = _reread(reader, batch, fixes)
         fixes += targets.chunk(target_changes(rt.cfg, batch))
         rep.rows += len(batch.rows)
         bar.add(len(batch.rows))
