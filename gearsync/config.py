@@ -182,14 +182,15 @@ def parse(data: Mapping[str, Any], source: str = "<config>") -> Config:
         if not isinstance(servers, list) or not servers or not all(isinstance(s, str) and s.strip() for s in servers):
             raise ConfigError(f"{source}: gearman.servers: expected a non-empty list of \"host:port\" strings")
         cfg.gearman = [s.strip() for s in servers]
-    unknown = set(g) - {"servers", "tls", "ca", "cert", "key"}
+    unknown = set(g) - {"servers", "tls", "ca", "cert", "key", "secret_file"}
     if unknown:
-        raise ConfigError(f"{source}: gearman.{sorted(unknown)[0]}: unknown (expected servers, tls, ca, cert, key)")
+        raise ConfigError(f"{source}: gearman.{sorted(unknown)[0]}: unknown (expected servers, tls, ca, cert, key, "
+                          "secret_file)")
     if "tls" in g:
         if not isinstance(g["tls"], bool):
             raise ConfigError(f"{source}: gearman.tls: expected true or false")
         cfg.gearman_tls = g["tls"]
-    for name in ("ca", "cert", "key"):
+    for name in ("ca", "cert", "key", "secret_file"):
         if name in g:
             cfg.gearman_files[name] = _string(g[name], f"{source}: gearman.{name}")
     r = _section(data, "redis", source)

@@ -119,6 +119,7 @@ ENVIRONMENT: dict[str, tuple[str, Callable[[str, str], Any]]] = {
     "gearman_ca": ("GEARSYNC_GEARMAN_CA", lambda n, t: t),
     "gearman_cert": ("GEARSYNC_GEARMAN_CERT", lambda n, t: t),
     "gearman_key": ("GEARSYNC_GEARMAN_KEY", lambda n, t: t),
+    "secret_file": ("GEARSYNC_SECRET_FILE", lambda n, t: t),
 }
 
 
@@ -135,6 +136,10 @@ class Settings:
     gearman_ca: str | None = None
     gearman_cert: str | None = None
     gearman_key: str | None = None
+    #: The file holding the secret of gearsync_udf.cnf (``secret`` / ``secret_file`` there):
+    #: with it, every job of a gearsync function must carry a valid HMAC (jobs sent by
+    #: ``gearsync_send``); unsigned or badly signed jobs are refused and counted.
+    secret_file: str | None = None
     redis_url: str = DEFAULT_REDIS_URL
     functions: list[str] = field(default_factory=lambda: [SEED_FUNCTION])
     window: int = 32
@@ -178,6 +183,14 @@ class Settings:
     #: That file's content, for the commands that work on its tables.
     config: Config | None = None
 
+    @property
+    def secret(self) -> bytes | None:
+        """The signing secret (the file's content, one trailing newline dropped), None if none."""
+        if not self.secret_file:
+            return None
+        data = Path(self.secret_file).read_bytes()
+        return data[:-1] if data.endswith(b"\n") else data
+
     def gearman_ssl(self) -> ssl.SSLContext | None:
         """The TLS context for gearmand connections, None without TLS."""
         if self.gearman_tls != "1":
@@ -219,6 +232,12 @@ class Settings:
         if self.tables and not self.mysql_url:
             raise SettingsError(f"{self.config_path or 'the config'}: configured tables need a MySQL URL "
                                 "([mysql] url, --mysql or GEARSYNC_MYSQL_URL): the worker reads their rows")
+        if self.secret_file:
+            try:
+                if not self.secret:
+                    raise SettingsError(f"secret file {self.secret_file}: empty")
+            except OSError as e:
+                raise SettingsError(f"secret file {self.secret_file}: {e.strerror}") from None
         if self.concurrency < 1:
             raise SettingsError("concurrency must be >= 1")
         return self
@@ -257,7 +276,10 @@ class Settings:
             if cfg.gearman_tls is not None:
                 s.gearman_tls = "1" if cfg.gearman_tls else "0"
             for name, path in cfg.gearman_files.items():
-                setattr(s, f"gearman_{name}", path)
+                if name == "secret_file":
+                    s.secret_file = path
+                else:
+                    setattr(s, f"gearman_{name}", path)
             s.mysql_url = cfg.mysql_url or s.mysql_url
         s._merge_env(env)
         s._merge(options)

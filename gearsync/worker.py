@@ -23,13 +23,16 @@ from typing import Any, Awaitable, Callable, Iterable, TypeVar, Union
 
 from . import payload
 from .applier import TableApplier
-from .changes import Change
+from .changes import Change, VersionedChange
+from .envelope import BadSignature
+from .envelope import decode as decode_envelope
 from .connections import redact
 from .gearman.worker import GearmanWorker, Job
 from .keys import reserved
 from .metrics import WorkerMetrics, render, use_multiprocess
 from .constants import DEAD_LETTERS
 from .redis_sink import RedisSink, dead_letter_entry, until_written
+from .versioned import CORRUPT, STALE
 from .settings import Settings, SettingsError
 from .status import status_of
 from .web import Web
@@ -41,8 +44,37 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 HandlerResult = Union[Change, Iterable[Change], None]
-#: A handler turns one job into the changes to apply (None: nothing to write).
-Handler = Callable[[Job], HandlerResult]
+#: A handler turns one job's change (a :class:`Record`: ``handle``, ``function``, ``unique``,
+#: ``workload``, ``version``) into the changes to apply (None: nothing to write).
+Handler = Callable[["Record"], HandlerResult]
+
+
+class Record:
+    """One change of a job, what a handler receives: a job's ``handle``, ``function`` and
+    ``unique``, the change's ``workload`` (one record of a gearsync_send envelope, or the whole
+    workload of any other job) and its ``version`` (0: none)."""
+
+    __slots__ = ("job", "workload", "version")
+
+    def __init__(self, job: Job, workload: bytes, version: int) -> None:
+        self.job, self.workload, self.version = job, workload, version
+
+    @property
+    def handle(self) -> bytes:
+        return self.job.handle
+
+    @property
+    def function(self) -> bytes:
+        return self.job.function
+
+    @property
+    def unique(self) -> bytes:
+        return self.job.unique
+
+
+def _versioned(c: Change, version: int) -> VersionedChange:
+    key = c.key.encode("utf-8", "surrogatepass")
+    return VersionedChange(key, version, None if c.value is None else c.value.encode("utf-8", "surrogatepass"))
 
 
 class KeyRefused(ValueError):
@@ -53,7 +85,7 @@ class ForcedShutdown(BaseException):
     """Second stop signal: leave now (BaseException, so ``except Exception`` cannot eat it)."""
 
 
-def default_handler(job: Job) -> list[Change]:
+def default_handler(job: "Record") -> list[Change]:
     """The seed contract: the workload is the JSON payload of :mod:`gearsync.payload`."""
     return payload.changes(job.workload)
 
@@ -73,6 +105,8 @@ class Worker:
         self.settings = settings or Settings.from_env()
         #: Reads the settings again (SIGHUP: see :meth:`reload`).
         self.reloader = reloader
+        #: Jobs of handler functions (which carry values) must be signed with it (gearsync_udf.cnf's).
+        self.secret = self.settings.secret
         self._redis = redis
         self._gearman = gearman
         self.handlers: dict[str, Handler] = {f: default_handler for f in self.settings.functions}
@@ -84,6 +118,8 @@ class Worker:
         self.jobs_failed = 0
         self.redis_retries = 0
         self.keys_refused = 0
+        self.jobs_unsigned = 0     # refused: no valid MAC while a secret is set
+        self.writes_stale = 0      # versioned writes skipped (an equal or newer version was there)
         self.dead_letters = 0
         self.batches = 0
         self._stopping = False
@@ -283,32 +319,38 @@ class Worker:
                 self.applier.submit([j for j in theirs if j.function == safe_fn])
                 self.applier.submit_direct([j for j in theirs if j.function == direct_fn])
                 batch = [j for j in batch if j.function not in (safe_fn, direct_fn)]
+        versions: list[int] = []
+        secret = self.secret
         for job in batch:
             fn = handlers.get(job.function)
+            mine: list[tuple[Change, int]] = []
             try:
                 if fn is None:
                     raise LookupError(f"no handler for function {job.function!r}")
-                result = fn(job)
-                mine: list[Change] = ([] if result is None else [result] if isinstance(result, Change)
-                                      else list(result))
-                bad = [ch.key for ch in mine if reserved(ch.key)]
-                if bad:
-                    self.keys_refused += 1
-                    raise KeyRefused(f"refused: {bad[0]!r} is under gearsync:, gearsync's own keys "
-                                     "(versions, tombstones, checkpoints)")
+                for version, payload in decode_envelope(job.function, job.workload, secret):
+                    result = fn(Record(job, payload, version))
+                    for ch in [] if result is None else [result] if isinstance(result, Change) else result:
+                        if reserved(ch.key):
+                            self.keys_refused += 1
+                            raise KeyRefused(f"refused: {ch.key!r} is under gearsync:, gearsync's own keys "
+                                             "(versions, tombstones, checkpoints)")
+                        mine.append((ch, version))
             except Exception as e:
+                if isinstance(e, BadSignature):
+                    self.jobs_unsigned += 1
                 failed.append(job)
                 log.warning("job %s (%s) failed: %s: %s", job.handle.decode(errors="replace"),
                             job.function.decode(errors="replace"), type(e).__name__, e)
                 continue
             idx = len(ok)
             ok.append(job)
-            for ch in mine:
+            for ch, version in mine:
                 changes.append(ch)
+                versions.append(version)
                 owners.append(idx)
         if failed:
             self.jobs_failed += gm.fail(failed)
-        if not await self._apply(changes, owners, ok, gm, sink):
+        if not await self._apply(changes, versions, owners, ok, gm, sink):
             return False
         self.batches += 1
         if self.metrics is not None:
@@ -316,12 +358,35 @@ class Worker:
         self._summary()
         return True
 
-    async def _apply(self, changes: list[Change], owners: list[int], ok: list[Job],
+    async def _apply(self, changes: list[Change], versions: list[int], owners: list[int], ok: list[Job],
                      gm: GearmanWorker, sink: RedisSink) -> bool:
-        written, results = await self._until_written(lambda: sink.apply(changes), gm, len(ok))
+        """Write the batch: changes without a version (the seed's jobs, gman_do_background) as
+        plain SET/DEL, those with one (gearsync_send's envelopes) through the versioned script,
+        so a job re-sent or requeued behind newer ones cannot leave an older value behind."""
+        plain = [i for i, v in enumerate(versions) if not v]
+        versioned = [i for i, v in enumerate(versions) if v]
+
+        async def write() -> list[Any]:
+            out: list[Any] = [None] * len(changes)
+            if plain:
+                for i, r in zip(plain, await sink.apply([changes[i] for i in plain])):
+                    out[i] = r
+            if versioned:
+                vc = [_versioned(changes[i], versions[i]) for i in versioned]
+                for i, r in zip(versioned, await sink.apply_versioned(vc, self.settings.tombstone_ttl)):
+                    out[i] = r
+            return out
+
+        written, results = await self._until_written(write, gm, len(ok))
         if not written:
             return False
         assert results is not None
+        self.writes_stale += sum(1 for i in versioned if results[i] == STALE)
+        for i in versioned:
+            if results[i] == CORRUPT:
+                self.keys_refused += 1
+                log.error("%r not written: its stored version is not a number (written by hand?); "
+                          "`gearsync verify --repair` resets it", changes[i].key)
         bad: dict[int, Exception] = {}
         for i, r in enumerate(results):
             if isinstance(r, Exception):
