@@ -1,5 +1,5 @@
 # gearsync — `make demo` runs the pipeline on a throwaway local stack, `make test` runs the suite.
-.PHONY: all setup udf install-udf demo test bench clean
+.PHONY: all setup udf install-udf demo test bench clean containers-setup images test-containers test-systemd
 
 PYTHON ?= python3
 VENV ?= .venv
@@ -44,7 +44,7 @@ install-udf: udf
 # mysql_config exists only once setup has installed it.
 demo: setup
 	@$(MAKE) --no-print-directory udf
-	$(VENV)/bin/python -m gearsync.testing.demo
+	$(VENV)/bin/python -m gearsync.demo
 
 test: setup
 	@$(MAKE) --no-print-directory udf
@@ -54,6 +54,26 @@ test: setup
 bench: setup
 	@$(MAKE) --no-print-directory udf
 	QUICK=$(QUICK) $(VENV)/bin/python bench/run.py $(BENCH)
+
+# Containers (README, Containers): images from any Debian bookworm base, built and run with
+# rootful Podman; the compose stack's end-to-end tests through pytest-docker. `make test`
+# never runs these (tests/containers is collected only when named).
+GEARSYNC_BASE_IMAGE ?= localhost/gearsync-base:bookworm
+PODMAN_COMPOSE = GEARSYNC_BASE_IMAGE=$(GEARSYNC_BASE_IMAGE) $(VENV)/bin/podman-compose --podman-build-args=--network=host -f containers/compose.yaml
+
+containers-setup: setup
+	@VENV=$(VENV) GEARSYNC_BASE_IMAGE=$(GEARSYNC_BASE_IMAGE) scripts/containers-setup.sh
+
+images: containers-setup
+	$(PODMAN_COMPOSE) build
+
+test-containers: images
+	GEARSYNC_BASE_IMAGE=$(GEARSYNC_BASE_IMAGE) $(VENV)/bin/python -m pytest tests/containers $(PYTEST_ARGS)
+
+# systemd-analyze verify on the example units (installs systemd if it is missing).
+test-systemd: setup
+	@scripts/containers-setup.sh --systemd-only
+	$(VENV)/bin/python -m pytest tests/containers/test_systemd_units.py $(PYTEST_ARGS)
 
 clean:
 	rm -rf $(BUILD) .run .pytest_cache

@@ -12,10 +12,10 @@ from common import QUICK, Report, repeats, start_stack
 
 import redis
 
-from gearsync.backfill import backfill_table
-from gearsync.backfill_parallel import backfill_parallel
+from gearsync.backfill import backfill_parallel, backfill_table
 from gearsync.config import parse
-from gearsync.install import connect, resolve
+from gearsync.connections import connect_mysql as connect
+from gearsync.schema import resolve
 
 N = 100_000 if QUICK else 1_000_000
 

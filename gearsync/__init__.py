@@ -2,10 +2,9 @@
 
 __version__ = "0.1.0"
 
+from .changes import Change, TableChange, Value, VersionedChange  # noqa: E402
 from .gearman import GearmanClient, GearmanWorker, Job  # noqa: E402
-from .mapping import Value  # noqa: E402
-from .outbox import TableChange  # noqa: E402
-from .payload import Change, PayloadError  # noqa: E402
+from .payload import PayloadError  # noqa: E402
 from .payload import decode as decode_payload  # noqa: E402
 from .redis_sink import RedisSink, SinkUnavailable  # noqa: E402
 from .settings import Settings, SettingsError, parse_servers  # noqa: E402
@@ -17,4 +16,5 @@ __all__ = [
     "__version__", "Settings", "SettingsError", "parse_servers", "Change", "PayloadError",
     "decode_payload", "RedisSink", "SinkUnavailable", "Worker", "ForcedShutdown", "default_handler",
     "GearmanWorker", "GearmanClient", "Job", "status", "Status", "safe_triggers", "TableChange", "Value",
+    "VersionedChange",
 ]

@@ -1,10 +1,8 @@
-"""``gearsync backfill``: load a configured table's existing rows into Redis.
+"""``gearsync backfill``: load configured tables' existing rows into Redis.
 
-Rows are read in primary-key order, ``chunk`` at a time, with keyset pagination
-(``WHERE pk > last ORDER BY pk LIMIT n``: every chunk is an index range, however far in).
-Each row's key and value columns are computed by MariaDB with the very expressions the
-triggers use (the key template's ``CONCAT``, ``JSON_OBJECT`` of the value columns) and mapped
-by :func:`gearsync.mapped.mapped_change`, so a backfilled value is byte-identical to what the
+Rows come from :meth:`gearsync.scan.TableReader.chunks` (primary-key chunks, keys computed by
+the database with the triggers' own expression) and are mapped by
+:func:`gearsync.mapping.row_changes`, so a backfilled value is byte-identical to what the
 worker writes for the same row. One pipeline per chunk; a reader thread fetches the next
 chunk while the current one is written.
 
@@ -14,42 +12,44 @@ over the snapshot, whichever lands first, and a deleted row's tombstone keeps th
 from resurrecting it.
 
 Resumable: after each chunk the last primary key is stored in Redis under
-``gearsync:backfill:<schema.table>`` (a JSON list, written in the same pipeline, after the
+:func:`gearsync.keys.checkpoint_key` (a JSON list, written in the same pipeline, after the
 chunk's writes). A later run continues after it; a finished run deletes it.
+
+``jobs`` > 1 splits a table's primary-key range over that many processes (a backfill is
+CPU-bound in Python): the range is cut at the primary keys found at offsets total·i/N;
+partition *i* covers (bound[i-1], bound[i]] and is an ordinary :func:`backfill_table` run
+with its own checkpoint (``…#<i>``, ``[]`` before its first chunk), deleted when the
+partition is done. The plan (``…#plan``, the bounds) stays until every partition is done, so
+an interrupted run resumes with the same partitions: those whose checkpoint is gone are done.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import multiprocessing
 import queue
 import threading
 import time
 from dataclasses import dataclass
-from typing import Any, Callable, Iterator, Sequence
+from typing import Any, Callable, Sequence
 
 import redis as redis_lib
-from redis.exceptions import NoScriptError
 
 from .config import Config
-from .install import ResolvedTable, connect, resolve
-from .mapped import mapped_changes
-from .outbox import VersionedChange
+from .connections import connect_mysql, endpoints
+from .constants import DEFAULT_CHUNK, DEFAULT_REDIS_URL
+from .keys import checkpoint_key, glob_escape
+from .mapping import row_changes, target_changes
+from .modules import require_modules
 from .progress import Progress
-from .redis_sink import DEFAULT_TOMBSTONE_TTL, SCRIPT_CHUNK, VERSION_PREFIX, VERSIONED_LUA
-from .triggers import quote_ident, quote_string
+from .scan import TableReader, count_rows, plan_bounds
+from .schema import ResolvedTable, resolve
+from .versioned import APPLIED, ScriptRunner
 
-__all__ = ["backfill", "backfill_table", "BackfillResult", "checkpoint_key", "scan_rows", "ScriptRunner"]
+__all__ = ["backfill", "backfill_table", "backfill_parallel", "BackfillResult"]
 
 log = logging.getLogger(__name__)
-
-CHECKPOINT_PREFIX = "gearsync:backfill:"
-DEFAULT_CHUNK = 10000
-_ALIAS = "_gs"
-
-
-def checkpoint_key(table: str) -> str:
-    return CHECKPOINT_PREFIX + table
 
 
 @dataclass
@@ -65,181 +65,29 @@ class BackfillResult:
         return self.rows / self.seconds if self.seconds > 0 else 0.0
 
 
-_P = "\x00P"  # a placeholder while identifiers are spliced in; their % are doubled after
+# -- checkpoints: primary keys as JSON (bytes as {"hex": …}) ---------------------------------------
+def _pk_json(pk: Sequence[Any]) -> list[Any]:
+    return [{"hex": bytes(v).hex()} if isinstance(v, (bytes, bytearray))
+            else v if isinstance(v, (int, str)) or v is None else str(v) for v in pk]
 
 
-def _after(pk: Sequence[str]) -> str:
-    """``(a, b) > (?, ?)`` spelled so that the optimizer makes it a range."""
-    cols = [f"{_ALIAS}.{quote_ident(c)}" for c in pk]
-    ors = []
-    for i in range(len(cols)):
-        eqs = [f"{cols[j]} = {_P}" for j in range(i)] + [f"{cols[i]} > {_P}"]
-        ors.append("(" + " AND ".join(eqs) + ")")
-    return "(" + " OR ".join(ors) + ")"
+def _pk_of(values: Sequence[Any]) -> list[Any]:
+    return [bytes.fromhex(v["hex"]) if isinstance(v, dict) and "hex" in v else v for v in values]
 
 
-def _after_args(last: Sequence[Any]) -> list[Any]:
-    args: list[Any] = []
-    for i in range(len(last)):
-        args += list(last[:i]) + [last[i]]
-    return args
+def snapshot(rt: ResolvedTable, batch: Any) -> list[Any]:
+    """A chunk's writes: each row's key, and its placements in the table's extra targets (a
+    stream gets an "upsert" event per row it has no record of; a row that places nothing, or
+    a stream's "delete", has nothing to snapshot)."""
+    placed = [c for c in target_changes(rt.cfg, batch) if c.args and c.args[1:2] != (b"delete",)]
+    return row_changes(rt.cfg, batch) + placed
 
 
-def select_sql(rt: ResolvedTable, resume: bool, upto: bool = False) -> str:
-    """pk columns…, key, JSON_OBJECT(value columns) of the next chunk (DB-API ``%s`` params:
-    the pk values to resume after, the last pk to include (``upto``), then the limit)."""
-    t = rt.cfg
-    pk = ", ".join(f"{_ALIAS}.{quote_ident(c)}" for c in rt.primary_key)
-    members = ", ".join(f"{quote_string(c)}, {_ALIAS}.{quote_ident(c)}" for c in rt.value_columns)
-    conds = ([_after(rt.primary_key)] if resume else []) + ([f"NOT {_after(rt.primary_key)}"] if upto else [])
-    where = f" WHERE {' AND '.join(conds)}" if conds else ""
-    sql = (f"SELECT {pk}, {rt.key_sql(_ALIAS)}, JSON_OBJECT({members}) "
-           f"FROM {quote_ident(t.schema)}.{quote_ident(t.table)} AS {_ALIAS}{where} "
-           f"ORDER BY {pk} LIMIT {_P}")
-    return sql.replace("%", "%%").replace(_P, "%s")
-
-
-def scan_rows(conn: Any, rt: ResolvedTable, after: Sequence[Any] | None = None,
-              chunk: int = DEFAULT_CHUNK, upto: Sequence[Any] | None = None
-              ) -> Iterator[tuple[list[Any], list[tuple[bytes, str | None]]]]:
-    """Yield (last primary key, [(key, row JSON), …]) per chunk, in primary-key order, from
-    after ``after`` (None: the first row) up to and including ``upto`` (None: the last)."""
-    npk = len(rt.primary_key)
-    bound = _after_args(upto) if upto else []
-    sql_first, sql_next = select_sql(rt, False, bool(upto)), select_sql(rt, True, bool(upto))
-    last = list(after) if after else None
-    while True:
-        with conn.cursor() as cur:
-            if last is None:
-                cur.execute(sql_first, (*bound, chunk))
-            else:
-                cur.execute(sql_next, (*_after_args(last), *bound, chunk))
-            rows = cur.fetchall()
-        if not rows:
-            return
-        last = list(rows[-1][:npk])
-        yield last, [(_bytes(r[npk]), _text(r[npk + 1])) for r in rows]
-        if len(rows) < chunk:
-            return
-
-
-def _bytes(v: Any) -> bytes:
-    return v if isinstance(v, bytes) else str(v).encode("utf-8", "surrogatepass")
-
-
-def _text(v: Any) -> str | None:
-    if v is None or isinstance(v, str):
-        return v
-    return bytes(v).decode("utf-8")
-
-
-def _jsonable(v: Any) -> Any:
-    if isinstance(v, (bytes, bytearray)):
-        return {"hex": bytes(v).hex()}
-    if isinstance(v, (int, str)) or v is None:
-        return v
-    return str(v)
-
-
-def _unjson(v: Any) -> Any:
-    if isinstance(v, dict) and "hex" in v:
-        return bytes.fromhex(v["hex"])
-    return v
-
-
-def _bulk(a: bytes) -> bytes:
-    return b"$%d\r\n%s\r\n" % (len(a), a)
-
-
-def pack_call(sha: bytes, changes: Sequence[VersionedChange], tombstone_ttl: int, mode: str) -> bytes:
-    """One ``EVALSHA`` of ``versioned.lua`` as RESP bytes: the arguments of
-    :func:`gearsync.redis_sink.script_args`, packed without redis-py's per-argument cost
-    (which was half of a backfill's time)."""
-    keys: list[bytes] = []
-    argv: list[bytes] = [_bulk(b"%d" % tombstone_ttl), _bulk(mode.encode())]
-    nargs = 2
-    for c in changes:
-        k = bytes(c.key)
-        keys.append(_bulk(k))
-        keys.append(_bulk(VERSION_PREFIX + k))
-        ver = b"" if mode == "cas" and not c.version else b"%d" % c.version
-        ttl = b"%d" % (c.ttl or 0)
-        if c.hash is not None:
-            argv.append(_bulk(ver) + b"$1\r\nh\r\n" + _bulk(ttl) + _bulk(b"%d" % (2 * len(c.hash))))
-            argv += [_bulk(f) + _bulk(v) for f, v in c.hash.items()]
-            nargs += 4 + 2 * len(c.hash)
-        elif c.value is None:
-            argv.append(_bulk(ver) + b"$1\r\nd\r\n" + _bulk(ttl) + b"$1\r\n0\r\n")
-            nargs += 4
-        else:
-            argv.append(_bulk(ver) + b"$1\r\ns\r\n" + _bulk(ttl) + b"$1\r\n1\r\n" + _bulk(c.value))
-            nargs += 5
-    nkeys = len(keys)
-    head = b"*%d\r\n$7\r\nEVALSHA\r\n%s%s" % (3 + nkeys + nargs, _bulk(sha), _bulk(b"%d" % nkeys))
-    return head + b"".join(keys) + b"".join(argv)
-
-
-class ScriptRunner:
-    """``versioned.lua`` through a synchronous Redis client (backfill and repair): one pipeline
-    of pre-packed EVALSHA calls per chunk."""
-
-    def __init__(self, client: "redis_lib.Redis", tombstone_ttl: int = DEFAULT_TOMBSTONE_TTL) -> None:
-        self.redis = client
-        self.ttl = tombstone_ttl
-        self.sha = str(client.script_load(VERSIONED_LUA))
-
-    def send(self, changes: Sequence[VersionedChange], mode: str, extra: Sequence[Sequence[Any]] = ()
-             ) -> tuple[Any, Sequence[VersionedChange], str, Sequence[Sequence[Any]], int]:
-        """Send the calls for ``changes`` (then ``extra`` commands such as ``("SET", k, v)``)
-        without waiting; :meth:`collect` reads the answers. Meanwhile the caller can prepare
-        the next chunk while Redis runs this one."""
-        sha = self.sha.encode()
-        packed = [pack_call(sha, changes[i:i + SCRIPT_CHUNK], self.ttl, mode)
-                  for i in range(0, len(changes), SCRIPT_CHUNK)]
-        conn = self.redis.connection_pool.get_connection()
-        try:
-            conn.send_packed_command(packed + [conn.pack_command(*cmd)[0] for cmd in extra])
-        except BaseException:
-            conn.disconnect()
-            self.redis.connection_pool.release(conn)
-            raise
-        return conn, changes, mode, extra, len(packed)
-
-    def collect(self, handle: tuple[Any, Sequence[VersionedChange], str, Sequence[Sequence[Any]], int],
-                retry: bool = True) -> list[bool]:
-        """Per change True if written; raises the first error Redis answered (a script
-        forgotten by a restarted Redis is loaded again and the calls re-sent once)."""
-        conn, changes, mode, extra, n = handle
-        replies: list[Any] = []
-        try:
-            for _ in range(n + len(extra)):
-                try:
-                    replies.append(conn.read_response())
-                except redis_lib.ResponseError as e:
-                    replies.append(e)
-        except BaseException:
-            conn.disconnect()
-            raise
-        finally:
-            self.redis.connection_pool.release(conn)
-        errors = [r for r in replies if isinstance(r, Exception)]
-        if errors:
-            if retry and all(isinstance(e, NoScriptError) for e in errors):
-                self.sha = str(self.redis.script_load(VERSIONED_LUA))
-                return self.collect(self.send(changes, mode, extra), retry=False)
-            raise errors[0]
-        return [bool(x) for reply in replies[:n] for x in reply]
-
-    def run(self, changes: Sequence[VersionedChange], mode: str, extra: Sequence[Sequence[Any]] = ()
-            ) -> list[bool]:
-        """:meth:`send` then :meth:`collect`."""
-        return self.collect(self.send(changes, mode, extra))
-
-
+# -- one process ---------------------------------------------------------------------------------
 def _reader(conn: Any, rt: ResolvedTable, after: Any, chunk: int, out: "queue.Queue[Any]",
             stop: threading.Event, upto: Any = None) -> None:
     try:
-        for item in scan_rows(conn, rt, after, chunk, upto):
+        for item in TableReader(rt.cfg, lambda: conn, rt).chunks(after, chunk, upto):
             while not stop.is_set():
                 try:
                     out.put(item, timeout=0.2)
@@ -253,20 +101,14 @@ def _reader(conn: Any, rt: ResolvedTable, after: Any, chunk: int, out: "queue.Qu
         out.put(e)
 
 
-def count_rows(conn: Any, rt: ResolvedTable) -> int:
-    with conn.cursor() as cur:
-        cur.execute(f"SELECT COUNT(*) FROM {quote_ident(rt.cfg.schema)}.{quote_ident(rt.cfg.table)}")
-        return int(cur.fetchone()[0])
-
-
 def backfill_table(rt: ResolvedTable, conn: Any, client: "redis_lib.Redis", *, chunk: int = DEFAULT_CHUNK,
                    restart: bool = False, progress: bool = True, runner: ScriptRunner | None = None,
-                   max_chunks: int | None = None, ck: str | None = None, upto: Sequence[Any] | None = None,
+                   max_chunks: int | None = None, ck: bytes | None = None, upto: Sequence[Any] | None = None,
                    total: int | None = None, on_rows: Callable[[int], None] | None = None) -> BackfillResult:
     """Backfill one resolved table; ``max_chunks`` stops early (the checkpoint stays).
 
-    For one partition of a parallel backfill (:mod:`gearsync.backfill_parallel`): ``ck`` is
-    its checkpoint key, ``upto`` its last primary key, ``on_rows`` is told each chunk's rows."""
+    For one partition of a parallel backfill: ``ck`` is its checkpoint key, ``upto`` its last
+    primary key, ``on_rows`` is told each chunk's rows."""
     runner = runner or ScriptRunner(client)
     ck = ck or checkpoint_key(rt.name)
     after = None
@@ -275,7 +117,7 @@ def backfill_table(rt: ResolvedTable, conn: Any, client: "redis_lib.Redis", *, c
     else:
         raw = client.get(ck)
         if raw:
-            after = [_unjson(v) for v in json.loads(raw)] or None
+            after = _pk_of(json.loads(raw)) or None
             if after:
                 log.info("%s: resuming after primary key %s", rt.name, after)
     if total is None:
@@ -298,9 +140,9 @@ def backfill_table(rt: ResolvedTable, conn: Any, client: "redis_lib.Redis", *, c
                 raise item
             if item is not None:
                 last, batch = item
-                changes = mapped_changes(rt.cfg, batch)
+                changes = snapshot(rt, batch)
             if pending is not None:
-                written += sum(runner.collect(pending))
+                written += runner.collect(pending).count(APPLIED)
                 rows += pending_rows
                 bar.add(pending_rows)
                 if on_rows is not None:
@@ -312,9 +154,8 @@ def backfill_table(rt: ResolvedTable, conn: Any, client: "redis_lib.Redis", *, c
                 break
             if max_chunks is not None and chunks >= max_chunks:
                 break
-            checkpoint = json.dumps([_jsonable(v) for v in last])
-            pending = runner.send(changes, "nx", [("SET", ck, checkpoint)])
-            pending_rows = len(batch)
+            pending = runner.send(changes, "nx", [("SET", ck, json.dumps(_pk_json(last)))])
+            pending_rows = len(batch.rows)
     finally:
         if pending is not None:  # an error elsewhere: read the answers so the connection is clean
             try:
@@ -332,26 +173,116 @@ def backfill_table(rt: ResolvedTable, conn: Any, client: "redis_lib.Redis", *, c
     return res
 
 
+# -- several processes ---------------------------------------------------------------------------
+def _part(rt: ResolvedTable, mysql_url: str, redis_url: str, ck: bytes, upto: Any, chunk: int,
+          out: Any) -> None:
+    conn = connect_mysql(mysql_url)
+    client = redis_lib.Redis.from_url(redis_url)
+    try:
+        res = backfill_table(rt, conn, client, chunk=chunk, progress=False, ck=ck, upto=upto, total=0,
+                             on_rows=lambda n: out.put(("rows", n)))
+        out.put(("done", res.rows, res.written))
+    except BaseException as e:
+        out.put(("error", f"{type(e).__name__}: {e}"))
+        raise
+    finally:
+        conn.close()
+        client.close()
+
+
+def _plan(rt: ResolvedTable, conn: Any, client: "redis_lib.Redis", jobs: int, restart: bool
+          ) -> tuple[int, bool, list[tuple[int, bytes, Any]]]:
+    """(rows, resumed?, partitions still to do as (index, checkpoint key, last pk or None))."""
+    plan_key = checkpoint_key(rt.name, "plan")
+    if restart:
+        client.delete(plan_key, checkpoint_key(rt.name),
+                      *client.keys(glob_escape(checkpoint_key(rt.name)) + b"#*"))
+    total = count_rows(conn, rt)
+    raw = client.get(plan_key)
+    if raw is None:
+        bounds = plan_bounds(conn, rt, total, jobs)
+        pipe = client.pipeline(transaction=True)
+        pipe.set(plan_key, json.dumps([_pk_json(b) for b in bounds]))
+        for i in range(len(bounds) + 1):
+            pipe.set(checkpoint_key(rt.name, str(i)), json.dumps(_pk_json(bounds[i - 1])) if i else "[]")
+        pipe.execute()
+    else:
+        bounds = [_pk_of(b) for b in json.loads(raw)]
+        log.info("%s: resuming a backfill of %d partitions", rt.name, len(bounds) + 1)
+    parts = [(i, checkpoint_key(rt.name, str(i)), bounds[i] if i < len(bounds) else None)
+             for i in range(len(bounds) + 1)]
+    return total, raw is not None, [p for p in parts if client.exists(p[1])]
+
+
+def backfill_parallel(rt: ResolvedTable, mysql_url: str, redis_url: str, jobs: int, *,
+                      chunk: int = DEFAULT_CHUNK, restart: bool = False, progress: bool = True) -> BackfillResult:
+    """One table's primary-key range split over ``jobs`` processes."""
+    start = time.monotonic()
+    with endpoints(mysql_url, redis_url, "backfill") as (conn, client):
+        total, resumed, parts = _plan(rt, conn, client, jobs, restart)
+    ctx = multiprocessing.get_context("fork")
+    out = ctx.Queue()
+    procs = [ctx.Process(target=_part, args=(rt, mysql_url, redis_url, ck, upto, chunk, out), daemon=True,
+                         name=f"gearsync-backfill-{i}") for i, ck, upto in parts]
+    for p in procs:
+        p.start()
+    bar = Progress(f"backfill {rt.name} ({len(procs)} processes)", total, enabled=progress)
+    rows = written = done = 0
+    errors: list[str] = []
+    try:
+        while done + len(errors) < len(procs):
+            try:
+                msg = out.get(timeout=0.5)
+            except queue.Empty:
+                if not any(p.is_alive() for p in procs) and out.empty():
+                    errors.append("a backfill process died")
+                    break
+                continue
+            if msg[0] == "rows":
+                bar.add(msg[1])
+            elif msg[0] == "done":
+                done += 1
+                rows += msg[1]
+                written += msg[2]
+            else:
+                errors.append(msg[1])
+    finally:
+        for p in procs:
+            p.join(timeout=30)
+        bar.close()
+    if errors:
+        raise RuntimeError(f"backfill {rt.name}: {errors[0]} (the checkpoints stay: run it again to resume)")
+    client = redis_lib.Redis.from_url(redis_url)
+    try:
+        client.delete(checkpoint_key(rt.name, "plan"))
+    finally:
+        client.close()
+    res = BackfillResult(rt.name, rows, written, time.monotonic() - start, ["partitions"] if resumed else None)
+    log.info("backfill %s: %d rows in %d processes, %.1f s (%.0f rows/s)", rt.name, rows, len(procs),
+             res.seconds, res.rate)
+    return res
+
+
 def backfill(cfg: Config, tables: Sequence[str] | None = None, *, mysql_url: str | None = None,
              redis_url: str | None = None, chunk: int = DEFAULT_CHUNK, restart: bool = False,
              progress: bool = True, jobs: int = 1) -> list[BackfillResult]:
     """``gearsync backfill``: every configured table (or ``tables``), one after the other;
     ``jobs`` > 1 splits each table's primary-key range over that many processes."""
     url = mysql_url or cfg.mysql_url
-    if not url:
-        raise ValueError("backfill needs a MySQL URL ([mysql] url in the config, or --mysql)")
-    conn = connect(url)
-    client = redis_lib.Redis.from_url(redis_url or cfg.redis_url)
-    try:
+    redis_url = redis_url or cfg.redis_url or DEFAULT_REDIS_URL
+    with endpoints(url, redis_url, "backfill") as (conn, client):
         resolved = resolve(cfg, conn, tables)
-        runner = ScriptRunner(client)
+        require_modules(cfg.subset(rt.cfg for rt in resolved), client)
         if jobs > 1:
-            from .backfill_parallel import backfill_parallel
-
-            return [backfill_parallel(rt, url, redis_url or cfg.redis_url, jobs, chunk=chunk, restart=restart,
+            return [backfill_parallel(rt, url, redis_url, jobs, chunk=chunk, restart=restart,  # type: ignore[arg-type]
                                       progress=progress) for rt in resolved]
-        return [backfill_table(rt, conn, client, chunk=chunk, restart=restart, progress=progress, runner=runner)
-                for rt in resolved]
-    finally:
-        conn.close()
-        client.close()
+        runner = ScriptRunner(client)
+        out = []
+        for rt in resolved:
+            try:
+                out.append(backfill_table(rt, conn, client, chunk=chunk, restart=restart, progress=progress,
+                                          runner=runner))
+            except Exception as e:
+                raise RuntimeError(f"backfill {rt.name}: {type(e).__name__}: {e} (the checkpoint stays: "
+                                   "run it again to resume)") from e
+        return out

@@ -20,9 +20,16 @@
     key = "order:{shop_id}:{id}"
     value = "column"
     column = "status"                 # the key holds this one column as a string
+    where = "status <> 'draft'"       # SQL: rows outside it are absent from Redis
+    fields = { total = "price * qty", state = "status" }   # SQL computed in the read; a rename
 
-Every error names the file, the table and the field. :func:`check_schema` compares the tables
-and columns with a live database before anything is installed.
+    [[tables."shop.orders".targets]]  # more targets: set, zset, stream (gearsync.targets)
+    type = "set"
+    key = "orders:{state}"
+    member = "{id}"
+
+Every error names the file, the table and the field. :func:`gearsync.schema.resolve` compares
+the tables and columns with a live database before anything is installed.
 """
 
 from __future__ import annotations
@@ -35,17 +42,18 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Mapping
 
+from .targets import TargetConfig, parse_target
+
 if sys.version_info >= (3, 11):
     import tomllib
 else:  # pragma: no cover - exercised on older Pythons only
     import tomli as tomllib
 
-__all__ = ["Config", "TableConfig", "ConfigError", "load", "parse", "check_schema", "live_columns",
-           "VALUE_SHAPES", "MODES"]
+__all__ = ["Config", "TableConfig", "ConfigError", "load", "parse", "VALUE_SHAPES", "MODES"]
 
-VALUE_SHAPES = ("json", "hash", "column")
+VALUE_SHAPES = ("json", "hash", "column", "redisjson")
 MODES = ("safe", "direct")
-_TABLE_FIELDS = {"key", "value", "column", "columns", "exclude", "ttl", "mode"}
+_TABLE_FIELDS = {"key", "value", "column", "columns", "exclude", "ttl", "mode", "where", "fields", "targets"}
 _TOP_FIELDS = {"gearman", "redis", "mysql", "tables"}
 # schema.table, each part a plain identifier or a backquoted one (`` doubles a backtick).
 _IDENT = r"(?:[A-Za-z0-9_$\u0080-\uffff]+|`(?:[^`]|``)+`)"
@@ -70,6 +78,11 @@ class TableConfig:
     exclude: tuple[str, ...] = ()
     ttl: int | None = None
     mode: str = "safe"
+    #: SQL condition; a row for which it is not true maps to nothing (its keys are deleted).
+    where: str | None = None
+    #: (name, SQL expression) computed in the read, in config order.
+    fields: tuple[tuple[str, str], ...] = ()
+    targets: tuple[TargetConfig, ...] = ()
 
     @property
     def name(self) -> str:
@@ -87,11 +100,18 @@ class TableConfig:
         except KeyError as e:
             raise ValueError(f"{self.name}: row has no key column {e.args[0]!r}") from None
 
+    @property
+    def field_names(self) -> tuple[str, ...]:
+        return tuple(n for n, _sql in self.fields)
+
     def value_columns(self, all_columns: Iterable[str]) -> list[str]:
-        """The columns that go into the value, in table order."""
+        """The table columns that go into the value, in table order (fields come after them;
+        with ``fields`` and neither ``columns`` nor ``exclude``, no table column)."""
         if self.value == "column":
             assert self.column is not None
-            return [self.column]
+            return [] if self.column in self.field_names else [self.column]
+        if self.fields and self.columns is None and not self.exclude:
+            return []
         cols = [c for c in all_columns if self.columns is None or c in self.columns]
         return [c for c in cols if c not in self.exclude]
 
@@ -112,11 +132,19 @@ def _key_text(value: Any, column: str) -> str:
 class Config:
     """Connections and table mappings; ``source`` is the file it came from."""
 
-    gearman: list[str] = field(default_factory=lambda: ["127.0.0.1:4730"])
-    redis_url: str = "redis://127.0.0.1:6379/0"
+    gearman: list[str] | None = None
+    #: TLS to gearmand: on/off (None: not said), and the files: "ca", "cert", "key" → path
+    gearman_tls: bool | None = None
+    gearman_files: dict[str, str] = field(default_factory=dict)
+    redis_url: str | None = None
     mysql_url: str | None = None
     tables: dict[str, TableConfig] = field(default_factory=dict)
     source: str = "<config>"
+
+    def subset(self, tables: Iterable[TableConfig]) -> "Config":
+        """The same config with only ``tables``."""
+        return Config(self.gearman, self.gearman_tls, dict(self.gearman_files), self.redis_url, self.mysql_url,
+                      {t.name: t for t in tables}, self.source)
 
     def table(self, name: str) -> TableConfig:
         try:
@@ -154,6 +182,17 @@ def parse(data: Mapping[str, Any], source: str = "<config>") -> Config:
         if not isinstance(servers, list) or not servers or not all(isinstance(s, str) and s.strip() for s in servers):
             raise ConfigError(f"{source}: gearman.servers: expected a non-empty list of \"host:port\" strings")
         cfg.gearman = [s.strip() for s in servers]
+    unknown = set(g) - {"servers", "tls", "ca", "cert", "key", "secret_file"}
+    if unknown:
+        raise ConfigError(f"{source}: gearman.{sorted(unknown)[0]}: unknown (expected servers, tls, ca, cert, key, "
+                          "secret_file)")
+    if "tls" in g:
+        if not isinstance(g["tls"], bool):
+            raise ConfigError(f"{source}: gearman.tls: expected true or false")
+        cfg.gearman_tls = g["tls"]
+    for name in ("ca", "cert", "key", "secret_file"):
+        if name in g:
+            cfg.gearman_files[name] = _string(g[name], f"{source}: gearman.{name}")
     r = _section(data, "redis", source)
     if "url" in r:
         cfg.redis_url = _string(r["url"], f"{source}: redis.url")
@@ -195,6 +234,7 @@ def _table(name: str, spec: Any, source: str) -> TableConfig:
         raise ConfigError(f"{where}: the table must be named \"schema.table\" "
                           "(backquote a part that holds a dot: \"shop.`odd.name`\")")
     schema, table = _unquote(m.group(1)), _unquote(m.group(2))
+    _no_control(name, f"{where}: the table name")
     if not isinstance(spec, dict):
         raise ConfigError(f"{where}: expected a table of settings")
     unknown = set(spec) - _TABLE_FIELDS
@@ -202,14 +242,17 @@ def _table(name: str, spec: Any, source: str) -> TableConfig:
         raise ConfigError(f"{where}: unknown field {sorted(unknown)[0]!r} (expected {', '.join(sorted(_TABLE_FIELDS))})")
     if "key" not in spec:
         raise ConfigError(f"{where}.key: missing (e.g. key = \"user:{{id}}\")")
-    key = _string(spec["key"], f"{where}.key")
+    key = _no_control(_string(spec["key"], f"{where}.key"), f"{where}.key")
     key_columns = _template_columns(key, f"{where}.key")
+    if key.startswith("gearsync:"):
+        raise ConfigError(f"{where}.key: keys under \"gearsync:\" are gearsync's own (versions, tombstones, "
+                          "checkpoints): choose another prefix")
     value = spec.get("value", "json")
     if value not in VALUE_SHAPES:
         raise ConfigError(f"{where}.value: {value!r} is not one of {', '.join(VALUE_SHAPES)}")
     column = spec.get("column")
     if value == "column":
-        column = _string(column, f"{where}.column") if column is not None else None
+        column = _no_control(_string(column, f"{where}.column"), f"{where}.column") if column is not None else None
         if column is None:
             raise ConfigError(f"{where}.column: value = \"column\" needs column = \"<name>\"")
     elif column is not None:
@@ -228,8 +271,44 @@ def _table(name: str, spec: Any, source: str) -> TableConfig:
     mode = spec.get("mode", "safe")
     if mode not in MODES:
         raise ConfigError(f"{where}.mode: {mode!r} is not one of {', '.join(MODES)}")
+    cond = spec.get("where")
+    if cond is not None:
+        cond = _no_control(_string(cond, f"{where}.where"), f"{where}.where")
+    fields = _fields(spec.get("fields", {}), f"{where}.fields")
+    if columns is not None and set(columns) & {n for n, _ in fields}:
+        raise ConfigError(f"{where}.fields: {sorted(set(columns) & {n for n, _ in fields})[0]!r} is also in columns")
+    targets = []
+    raw = spec.get("targets", [])
+    if not isinstance(raw, list):
+        raise ConfigError(f"{where}.targets: expected [[tables.\"{name}\".targets]] entries")
+    for i, t in enumerate(raw):
+        try:
+            targets.append(parse_target(t, f"{where}.targets[{i}]", f"{schema}.{table}"))
+        except ValueError as e:
+            raise ConfigError(str(e)) from None
     return TableConfig(schema=schema, table=table, key=key, key_columns=key_columns, value=value,
-                       column=column, columns=columns, exclude=exclude, ttl=ttl, mode=mode)
+                       column=column, columns=columns, exclude=exclude, ttl=ttl, mode=mode, where=cond,
+                       fields=fields, targets=tuple(targets))
+
+
+def _fields(v: Any, where: str) -> tuple[tuple[str, str], ...]:
+    """``fields = { name = "SQL expression", … }`` in config order."""
+    if not isinstance(v, dict):
+        raise ConfigError(f"{where}: expected a table such as {{ full_name = \"CONCAT(first, ' ', last)\" }}")
+    out = []
+    for name, sql in v.items():
+        _no_control(name, f"{where}: the field name")
+        out.append((name, _no_control(_string(sql, f"{where}.{name}"), f"{where}.{name}")))
+    return tuple(out)
+
+
+def _no_control(text: str, where: str) -> str:
+    """``text`` unless it holds a control character (a newline would end an SQL comment, a NUL
+    a C string): no such text names a real table or makes a sensible key."""
+    bad = next((ch for ch in text if ord(ch) < 32 or 127 <= ord(ch) < 160), None)
+    if bad is not None:
+        raise ConfigError(f"{where}: {text!r} holds the control character {bad!r}")
+    return text
 
 
 def _names(v: Any, where: str, allow_empty: bool = False) -> list[str]:
@@ -239,6 +318,7 @@ def _names(v: Any, where: str, allow_empty: bool = False) -> list[str]:
     for c in v:
         if not isinstance(c, str) or not c:
             raise ConfigError(f"{where}: {c!r} is not a column name")
+        _no_control(c, where)
         if c in out:
             raise ConfigError(f"{where}: {c!r} is listed twice")
         out.append(c)
@@ -262,33 +342,3 @@ def _template_columns(template: str, where: str) -> tuple[str, ...]:
     if not cols:
         raise ConfigError(f"{where}: the key template {template!r} names no column (e.g. \"user:{{id}}\")")
     return tuple(cols)
-
-
-def check_schema(cfg: Config, columns_of: Mapping[tuple[str, str], list[str]]) -> None:
-    """Raise ConfigError if a configured table or column does not exist.
-
-    ``columns_of`` maps (schema, table) to its column names in order (see :func:`live_columns`)."""
-    for t in cfg.tables.values():
-        where = f"{cfg.source}: tables.{t.display!r}"
-        cols = columns_of.get((t.schema, t.table))
-        if cols is None:
-            raise ConfigError(f"{where}: no such table in the database")
-        known = set(cols)
-        named = [("key", c) for c in t.key_columns] + [("columns", c) for c in (t.columns or ())]
-        named += [("exclude", c) for c in t.exclude] + ([("column", t.column)] if t.column else [])
-        for fld, c in named:
-            if c not in known:
-                raise ConfigError(f"{where}.{fld}: no column {c!r} in {t.display} (it has {', '.join(cols)})")
-
-
-def live_columns(conn: Any, tables: Iterable[tuple[str, str]]) -> dict[tuple[str, str], list[str]]:
-    """Column names in table order for (schema, table) pairs, from information_schema."""
-    out: dict[tuple[str, str], list[str]] = {}
-    with conn.cursor() as cur:
-        for schema, table in tables:
-            cur.execute("SELECT column_name FROM information_schema.columns WHERE table_schema = %s "
-                        "AND table_name = %s ORDER BY ordinal_position", (schema, table))
-            rows = cur.fetchall()
-            if rows:
-                out[(schema, table)] = [r[0] for r in rows]
-    return out

@@ -1,113 +1,48 @@
 """Triggers for the tables of a config: generate (``gearsync triggers``), install, uninstall.
 
-A configured table resolves against the live schema (:func:`resolve`) to its column order,
-value columns and primary key; :func:`table_statements` turns it into trigger SQL:
-
-* safe mode: :func:`gearsync.triggers.safe_triggers` with the config's key template, so the
-  outbox row carries the rendered key and the value columns as a JSON object;
-* direct mode: :func:`gearsync.triggers.direct_triggers` (one ``udf_json_object`` job per row
-  to the ``gearsync_direct`` function, the outbox row's shape).
-
-:func:`install` checks the whole config against the live database (unknown tables or
-columns, nullable key columns) before it creates anything.
+Each configured table is first resolved against the live schema
+(:func:`gearsync.schema.resolve`: unknown tables or columns, nullable key columns and tables
+without a primary key are errors naming the file, table and field), and :func:`install` checks
+what the triggers will need — the outbox (created or upgraded where missing) and the UDFs
+they call — so nothing is created that would make an application's write fail.
+:func:`table_statements` turns a resolved table into trigger SQL: safe mode
+(:func:`gearsync.triggers.safe_triggers`) or direct mode
+(:func:`gearsync.triggers.direct_triggers`), both naming the changed row by its primary key.
 """
 
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
-from typing import Any, Iterable, Sequence
+from typing import Any, Sequence
 
-from .config import Config, ConfigError, TableConfig, check_schema, live_columns
-from .outbox import driver_module, parse_mysql_url
-from .triggers import direct_triggers, drop_triggers, render_script, safe_triggers, template_key_expr
+import redis as redis_lib
 
-__all__ = ["ResolvedTable", "resolve", "table_statements", "config_statements", "install", "uninstall",
-           "connect", "triggers_script"]
+from . import __version__, outbox
+from .config import Config, ConfigError
+from .constants import DEFAULT_REDIS_URL
+from .modules import require_modules
+from .schema import ResolvedTable, resolve
+from .triggers import direct_triggers, drop_triggers, render_script, safe_triggers
+
+__all__ = ["table_statements", "config_statements", "install", "uninstall", "triggers_script", "check_udfs",
+           "Installed"]
 
 log = logging.getLogger(__name__)
 
-
-@dataclass(frozen=True)
-class ResolvedTable:
-    """A configured table with what the live schema says about it."""
-
-    cfg: TableConfig
-    columns: tuple[str, ...]          # all columns, table order
-    value_columns: tuple[str, ...]    # those in the value
-    primary_key: tuple[str, ...]      # for keyset pagination (backfill, verify)
-
-    @property
-    def name(self) -> str:
-        return self.cfg.name
-
-    def key_sql(self, alias: str) -> str:
-        """SQL computing the Redis key of ``alias``'s row (the triggers' own expression)."""
-        return template_key_expr(alias, self.cfg.key)
-
-
-def connect(url: str, **kw: Any) -> Any:
-    """An autocommit DB-API connection (mysqlclient if installed, else PyMySQL)."""
-    args = parse_mysql_url(url)
-    args.pop("database", None)
-    return driver_module().connect(**args, charset="utf8mb4", autocommit=True, **kw)
-
-
-def _primary_keys(conn: Any, tables: Iterable[tuple[str, str]]) -> dict[tuple[str, str], list[str]]:
-    out: dict[tuple[str, str], list[str]] = {}
-    with conn.cursor() as cur:
-        for schema, table in tables:
-            cur.execute("SELECT column_name FROM information_schema.statistics WHERE table_schema = %s "
-                        "AND table_name = %s AND index_name = 'PRIMARY' ORDER BY seq_in_index", (schema, table))
-            out[(schema, table)] = [r[0] for r in cur.fetchall()]
-    return out
-
-
-def _nullable(conn: Any, schema: str, table: str) -> set[str]:
-    with conn.cursor() as cur:
-        cur.execute("SELECT column_name FROM information_schema.columns WHERE table_schema = %s "
-                    "AND table_name = %s AND is_nullable = 'YES'", (schema, table))
-        return {r[0] for r in cur.fetchall()}
-
-
-def resolve(cfg: Config, conn: Any, only: Sequence[str] | None = None) -> list[ResolvedTable]:
-    """Check ``cfg`` against the live database and resolve its tables (``only``: these names).
-
-    Raises ConfigError naming the file, table and field for an unknown table or column, a
-    nullable key column, or a table without a primary key."""
-    tables = [cfg.table(n) for n in only] if only else list(cfg.tables.values())
-    pairs = [(t.schema, t.table) for t in tables]
-    cols = live_columns(conn, pairs)
-    sub = Config(gearman=cfg.gearman, redis_url=cfg.redis_url, mysql_url=cfg.mysql_url,
-                 tables={t.name: t for t in tables}, source=cfg.source)
-    check_schema(sub, cols)
-    pks = _primary_keys(conn, pairs)
-    out: list[ResolvedTable] = []
-    for t in tables:
-        where = f"{cfg.source}: tables.{t.display!r}"
-        nullable = _nullable(conn, t.schema, t.table) & set(t.key_columns)
-        if nullable:
-            raise ConfigError(f"{where}.key: key column {sorted(nullable)[0]!r} is nullable "
-                              "(a Redis key needs NOT NULL columns)")
-        pk = pks.get((t.schema, t.table)) or []
-        if not pk:
-            raise ConfigError(f"{where}: {t.display} has no primary key")
-        all_cols = cols[(t.schema, t.table)]
-        values = t.value_columns(all_cols)
-        if not values:
-            raise ConfigError(f"{where}: no value column is left (columns/exclude)")
-        out.append(ResolvedTable(t, tuple(all_cols), tuple(values), tuple(pk)))
-    return out
+#: UDFs the generated triggers call, with a probe that calls each without side effects.
+UDF_PROBES = {"gearsync_seq": "SELECT gearsync_seq()", "gearsync_send": "SELECT gearsync_send_flush()",
+              "gearsync_udf_info": "SELECT gearsync_udf_info()"}
 
 
 def table_statements(rt: ResolvedTable, mode: str | None = None) -> list[str]:
     """The DROP/CREATE TRIGGER statements of one table (``mode`` overrides the config's)."""
     mode = mode or rt.cfg.mode
     t = rt.cfg
+    pk = [(c, rt.kinds.get(c, "text")) for c in rt.primary_key]
     if mode == "safe":
-        return safe_triggers(t.schema, t.table, t.key_columns, rt.value_columns, key_template=t.key)
+        return safe_triggers(t.schema, t.table, t.key_columns, key_template=t.key, pk=pk)
     if mode == "direct":
-        return direct_triggers(t.schema, t.table, t.key, rt.value_columns, t.key_columns)
+        return direct_triggers(t.schema, t.table, t.key, pk)
     raise ValueError(f"unknown mode {mode!r}: expected safe or direct")
 
 
@@ -115,25 +50,96 @@ def config_statements(tables: Sequence[ResolvedTable], mode: str | None = None) 
     return [s for rt in tables for s in table_statements(rt, mode)]
 
 
+def _comment(text: str) -> str:
+    """Config text fit for a ``--`` comment line: every character outside printable ASCII (a
+    newline would end the comment and run the rest as SQL) as a \\x/\\u escape."""
+    return "".join(ch if " " <= ch <= "~" else ascii(ch)[1:-1] for ch in text)
+
+
 def triggers_script(cfg: Config, conn: Any, mode: str | None = None) -> str:
     """``gearsync triggers``: the SQL script (for the mysql client) of every configured table."""
     out: list[str] = []
     for rt in resolve(cfg, conn):
-        out.append(f"-- {rt.cfg.display}: {mode or rt.cfg.mode} mode, key {rt.cfg.key}, value {rt.cfg.value}")
+        out.append(_comment(f"-- {rt.cfg.display}: {mode or rt.cfg.mode} mode, key {rt.cfg.key}, "
+                            f"value {rt.cfg.value}"))
         out.append(render_script(table_statements(rt, mode)))
     return "\n".join(out)
 
 
-def install(cfg: Config, conn: Any, mode: str | None = None) -> list[str]:
-    """Check everything, then create the triggers of every configured table; their names."""
-    tables = resolve(cfg, conn)  # raises before anything is created
+def check_udfs(conn: Any) -> str:
+    """Raise ConfigError unless the UDFs the triggers call are registered; the library version."""
+    version = ""
+    with conn.cursor() as cur:
+        for name, probe in UDF_PROBES.items():
+            try:
+                cur.execute(probe)
+                row = cur.fetchone()
+            except Exception as e:
+                raise ConfigError(f"the UDF {name} is not registered ({type(e).__name__}: {e}): install the library "
+                                  "and register its functions first (make install-udf, then sql/install.sql as root)"
+                                  ) from None
+            if name == "gearsync_udf_info":
+                version = row[0].decode() if isinstance(row[0], bytes) else str(row[0])
+    if version != __version__:
+        log.warning("the UDF library in the server is %s, this gearsync is %s: install the matching library "
+                    "(make install-udf) and restart the server", version, __version__)
+    return version
+
+
+class Installed(list):  # type: ignore[type-arg]
+    """The tables :func:`install` created triggers for, plus what it did and has to say."""
+
+    def __init__(self, names: Sequence[str], done: Sequence[str], warnings: Sequence[str]) -> None:
+        super().__init__(names)
+        self.done = list(done)
+        self.warnings = list(warnings)
+
+
+def check_redis(cfg: Config, redis_url: str | None) -> None:
+    """Raise ConfigError if a table needs a Redis module (``value = "redisjson"``) that the Redis
+    at ``redis_url`` (else the config's, else the default) lacks, or that Redis cannot be asked."""
+    if not any(t.value == "redisjson" for t in cfg.tables.values()):
+        return
+    url = redis_url or cfg.redis_url or DEFAULT_REDIS_URL
+    client = redis_lib.Redis.from_url(url, socket_connect_timeout=5, socket_timeout=10)
+    try:
+        require_modules(cfg, client, f" at {url}")
+    except redis_lib.RedisError as e:
+        raise ConfigError(f"{cfg.source}: value = \"redisjson\" needs the RedisJSON module; cannot ask the Redis at "
+                          f"{url} whether it has it ({type(e).__name__}: {e})") from None
+    finally:
+        client.close()
+
+
+def install(cfg: Config, conn: Any, mode: str | None = None, *, redis_url: str | None = None) -> Installed:
+    """Check everything, then create the triggers of every configured table; their names.
+
+    Before anything is created: every table resolves against the schema (its ``where``,
+    ``fields`` and targets compile against the table), the UDFs the triggers call are
+    registered, Redis has the modules the config needs (``redis_url``, else the config's), and
+    the outbox exists with every column the triggers write (created or upgraded if not).
+    Tables without transactions and tables changed by cascading foreign keys are reported in
+    ``warnings``."""
+    tables = resolve(cfg, conn)
+    check_redis(cfg, redis_url)
+    check_udfs(conn)
+    try:
+        done = outbox.ensure(conn)
+    except Exception as e:
+        raise ConfigError(f"cannot create or upgrade the outbox gearsync.outbox ({type(e).__name__}: {e}): "
+                          "run sql/install.sql as root, or grant this login CREATE and ALTER on `gearsync`") from None
     stmts = config_statements(tables, mode)
     with conn.cursor() as cur:
         for s in stmts:
             cur.execute(s)
+    for rt in tables:
+        outbox.record_installed(conn, rt.name, mode or rt.cfg.mode, rt.primary_key)
     names = [rt.name for rt in tables]
+    warnings = [w for rt in tables for w in rt.warnings()]
+    for w in warnings:
+        log.warning("%s", w)
     log.info("installed triggers on %d tables: %s", len(names), ", ".join(names))
-    return names
+    return Installed(names, done, warnings)
 
 
 def uninstall(cfg: Config, conn: Any) -> list[str]:
@@ -144,4 +150,9 @@ def uninstall(cfg: Config, conn: Any) -> list[str]:
             for s in drop_triggers(t.schema, t.table):
                 cur.execute(s)
             names.append(t.name)
+    for name in names:
+        try:
+            outbox.record_installed(conn, name, None, ())
+        except Exception:  # no record table (an outbox from before it): nothing to forget
+            pass
     return names

@@ -1,194 +1,125 @@
-"""Prometheus metrics without a dependency: counters, gauges, histograms and a tiny HTTP endpoint.
+"""Prometheus metrics of a worker, or of a ``--concurrency`` group as one, through prometheus_client.
 
-    m = Metrics()
-    applied = m.counter("gearsync_jobs_applied_total", "Jobs applied to Redis", ["function"])
-    applied.inc(12, function="syncToRedis")
-    server = await m.serve(9108)          # GET /metrics -> text exposition format 0.0.4
+A lone worker keeps its metrics in its own registry and serves them (gearsync.web). Under a
+supervisor every child records into files of a shared directory (prometheus_client's
+multiprocess mode, switched on in the child by :func:`use_multiprocess`) and the supervisor
+serves their sum at one address: Prometheus scrapes one target per group, whatever N is.
 
-Everything is updated from the worker's event loop, so no locks are taken on the hot path.
+Counters are the worker's own totals copied by :meth:`WorkerMetrics.sync` — after each batch,
+at each Redis retry (so a scrape during an outage sees the retries rising) and at each sweep
+tick — so nothing is added to the per-job path.
 """
 
 from __future__ import annotations
 
-import asyncio
-import bisect
-import math
-from typing import Callable, Iterable, Sequence
+import os
+from typing import Any, Protocol
 
-__all__ = ["Metrics", "Counter", "Gauge", "Histogram", "DEFAULT_BUCKETS"]
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest, values
+from prometheus_client.multiprocess import MultiProcessCollector
 
-DEFAULT_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+__all__ = ["WorkerMetrics", "use_multiprocess", "group_registry", "render", "MULTIPROC_ENV"]
 
-
-def _escape(v: str) -> str:
-    return v.replace("\\", "\\\\").replace("\n", "\\n").replace('"', '\\"')
+MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
+BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 
 
-def _labels(names: Sequence[str], values: Sequence[str], extra: str = "") -> str:
-    parts = [f'{n}="{_escape(v)}"' for n, v in zip(names, values)]
-    if extra:
-        parts.append(extra)
-    return "{" + ",".join(parts) + "}" if parts else ""
+def use_multiprocess(directory: str) -> None:
+    """In a ``--concurrency`` child, before its metrics exist: record them in ``directory``."""
+    os.environ[MULTIPROC_ENV] = directory
+    values.ValueClass = values.get_value_class()
 
 
-def _num(v: float) -> str:
-    if math.isinf(v):
-        return "+Inf" if v > 0 else "-Inf"
-    if v == int(v) and abs(v) < 1e15:
-        return str(int(v))
-    return repr(v)
+def group_registry(directory: str) -> CollectorRegistry:
+    """The supervisor's registry: the sum of its children's files in ``directory``."""
+    registry = CollectorRegistry()
+    MultiProcessCollector(registry, path=directory)
+    return registry
 
 
-class _Metric:
-    kind = "untyped"
-
-    def __init__(self, name: str, help: str, labels: Sequence[str] = ()) -> None:
-        self.name = name
-        self.help = help
-        self.label_names = tuple(labels)
-
-    def _key(self, labels: dict[str, str]) -> tuple[str, ...]:
-        if set(labels) != set(self.label_names):
-            raise ValueError(f"{self.name} takes labels {self.label_names}, got {tuple(labels)}")
-        return tuple(str(labels[n]) for n in self.label_names)
-
-    def samples(self) -> Iterable[str]:
-        raise NotImplementedError
-
-    def render(self) -> str:
-        head = f"# HELP {self.name} {self.help}\n# TYPE {self.name} {self.kind}\n"
-        return head + "".join(line + "\n" for line in self.samples())
+def render(registry: CollectorRegistry) -> bytes:
+    """The text exposition format of ``registry``."""
+    return generate_latest(registry)
 
 
-class Counter(_Metric):
-    kind = "counter"
+class _Counted(Protocol):
+    """What WorkerMetrics reads off a worker (gearsync.worker.Worker)."""
 
-    def __init__(self, name: str, help: str, labels: Sequence[str] = ()) -> None:
-        super().__init__(name, help, labels)
-        self.values: dict[tuple[str, ...], float] = {}
-
-    def inc(self, amount: float = 1.0, **labels: str) -> None:
-        if amount < 0:
-            raise ValueError("a counter only goes up")
-        key = self._key(labels)
-        self.values[key] = self.values.get(key, 0.0) + amount
-
-    def get(self, **labels: str) -> float:
-        return self.values.get(self._key(labels), 0.0)
-
-    def samples(self) -> Iterable[str]:
-        for key, v in sorted(self.values.items()):
-            yield f"{self.name}{_labels(self.label_names, key)} {_num(v)}"
+    jobs_applied: int
+    jobs_failed: int
+    redis_retries: int
+    dead_letters: int
+    keys_refused: int
+    applier: Any
 
 
-class Gauge(Counter):
-    """A value that goes up and down, or is read from a function at scrape time."""
+class WorkerMetrics:
+    """The worker's metrics (``--metrics-port``)."""
 
-    kind = "gauge"
+    def __init__(self, worker: _Counted, registry: CollectorRegistry | None = None) -> None:
+        self.worker = worker
+        r = self.registry = registry if registry is not None else CollectorRegistry()
+        self.applied = Counter("gearsync_jobs_applied", "Jobs (direct) or outbox rows (safe) applied to Redis",
+                               ["mode"], registry=r)
+        self.failed = Counter("gearsync_jobs_failed", "Jobs failed (bad payload, a key under gearsync:)", ["mode"],
+                              registry=r)
+        self.retried = Counter("gearsync_redis_retries", "Redis writes retried while Redis was unreachable or "
+                               "refused for a while (READONLY, OOM, …)", ["mode"], registry=r)
+        self.dead = Counter("gearsync_dead_letters", "Changes Redis refused for good (a WRONGTYPE, a script error), "
+                            "kept in the stream gearsync:dead", ["mode"], registry=r)
+        self.refused = Counter("gearsync_keys_refused", "Writes refused: a key under gearsync: or a corrupt stored "
+                               "version", ["mode"], registry=r)
+        self.skipped = Counter("gearsync_changes_skipped", "Changes of configured tables that could not be mapped "
+                               "(a configured column or the table gone): reported, left out", ["mode"], registry=r)
+        self.latency = Histogram("gearsync_batch_seconds", "Time to apply one batch of jobs", ["mode"],
+                                 buckets=BUCKETS, registry=r)
+        self.lag = Gauge("gearsync_outbox_lag_seconds", "Age of the oldest outbox row (0: empty; safe mode), "
+                         "measured each sweep tick", registry=r, multiprocess_mode="livemax")
+        self.table_applied = Counter("gearsync_table_changes_applied", "Changes of a configured table applied",
+                                     ["table"], registry=r)
+        self.table_lag = Gauge("gearsync_table_lag_seconds", "Age of a configured table's latest change when it was "
+                               "applied (from its commit to Redis)", ["table"], registry=r,
+                               multiprocess_mode="livemax")
+        self.drift = Gauge("gearsync_table_schema_drift", "1 while a configured table's changes cannot be mapped "
+                           "(see gearsync status)", ["table"], registry=r, multiprocess_mode="livemax")
+        self._seen: dict[tuple[Any, ...], float] = {}
+        a = worker.applier
+        if a is not None:
+            a.track_lag = True
+            a.on_batch = lambda s: self.batch_done("safe", s)
+            a.on_tick = self.sync
 
-    def __init__(self, name: str, help: str, labels: Sequence[str] = (),
-                 fn: Callable[[], float | None] | None = None) -> None:
-        super().__init__(name, help, labels)
-        self.fn = fn
+    def _copy(self, counter: Any, total: float, **labels: str) -> None:
+        key = (id(counter), *labels.values())
+        delta = total - self._seen.get(key, 0.0)
+        if delta > 0:
+            counter.labels(**labels).inc(delta)
+            self._seen[key] = total
 
-    def set(self, value: float, **labels: str) -> None:
-        self.values[self._key(labels)] = float(value)
+    def batch_done(self, mode: str, seconds: float) -> None:
+        self.latency.labels(mode=mode).observe(seconds)
+        self.sync()
 
-    def inc(self, amount: float = 1.0, **labels: str) -> None:
-        key = self._key(labels)
-        self.values[key] = self.values.get(key, 0.0) + amount
-
-    def samples(self) -> Iterable[str]:
-        if self.fn is not None:
-            v = self.fn()
-            if v is not None:
-                yield f"{self.name} {_num(float(v))}"
+    def sync(self) -> None:
+        """Copy the worker's totals into the metrics."""
+        w, a = self.worker, self.worker.applier
+        self._copy(self.applied, w.jobs_applied + (a.direct_applied if a else 0), mode="direct")
+        self._copy(self.failed, w.jobs_failed, mode="direct")
+        self._copy(self.retried, w.redis_retries, mode="direct")
+        self._copy(self.dead, w.dead_letters, mode="direct")
+        self._copy(self.refused, w.keys_refused, mode="direct")
+        if a is None:
             return
-        yield from super().samples()
-
-
-class Histogram(_Metric):
-    kind = "histogram"
-
-    def __init__(self, name: str, help: str, labels: Sequence[str] = (),
-                 buckets: Sequence[float] = DEFAULT_BUCKETS) -> None:
-        super().__init__(name, help, labels)
-        self.bounds = tuple(sorted(buckets))
-        self.series: dict[tuple[str, ...], list[float]] = {}  # per-bucket counts, then sum, count
-
-    def observe(self, value: float, **labels: str) -> None:
-        key = self._key(labels)
-        s = self.series.get(key)
-        if s is None:
-            s = self.series[key] = [0.0] * (len(self.bounds) + 2)
-        i = bisect.bisect_left(self.bounds, value)
-        if i < len(self.bounds):
-            s[i] += 1
-        s[-2] += value
-        s[-1] += 1
-
-    def count(self, **labels: str) -> int:
-        s = self.series.get(self._key(labels))
-        return int(s[-1]) if s else 0
-
-    def samples(self) -> Iterable[str]:
-        for key, s in sorted(self.series.items()):
-            running = 0.0
-            for bound, c in zip(self.bounds, s):
-                running += c
-                le = 'le="' + _num(bound) + '"'
-                yield f"{self.name}_bucket{_labels(self.label_names, key, le)} {_num(running)}"
-            inf = 'le="+Inf"'
-            yield f"{self.name}_bucket{_labels(self.label_names, key, inf)} {_num(s[-1])}"
-            yield f"{self.name}_sum{_labels(self.label_names, key)} {_num(s[-2])}"
-            yield f"{self.name}_count{_labels(self.label_names, key)} {_num(s[-1])}"
-
-
-class Metrics:
-    """A registry; :meth:`render` is the exposition text, :meth:`serve` an HTTP endpoint for it."""
-
-    def __init__(self) -> None:
-        self._metrics: dict[str, _Metric] = {}
-
-    def _add(self, m: _Metric) -> _Metric:
-        if m.name in self._metrics:
-            raise ValueError(f"metric {m.name} registered twice")
-        self._metrics[m.name] = m
-        return m
-
-    def counter(self, name: str, help: str, labels: Sequence[str] = ()) -> Counter:
-        return self._add(Counter(name, help, labels))  # type: ignore[return-value]
-
-    def gauge(self, name: str, help: str, labels: Sequence[str] = (),
-              fn: Callable[[], float | None] | None = None) -> Gauge:
-        return self._add(Gauge(name, help, labels, fn))  # type: ignore[return-value]
-
-    def histogram(self, name: str, help: str, labels: Sequence[str] = (),
-                  buckets: Sequence[float] = DEFAULT_BUCKETS) -> Histogram:
-        return self._add(Histogram(name, help, labels, buckets))  # type: ignore[return-value]
-
-    def render(self) -> str:
-        return "".join(m.render() for m in self._metrics.values())
-
-    async def serve(self, port: int, host: str = "127.0.0.1") -> asyncio.AbstractServer:
-        """Serve GET /metrics (anything else: 404) until the returned server is closed."""
-
-        async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-            try:
-                request = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 5.0)
-                path = request.split(b" ", 2)[1] if request.count(b" ") >= 2 else b""
-                if path.split(b"?")[0] == b"/metrics":
-                    body, status = self.render().encode(), b"200 OK"
-                    ctype = b"text/plain; version=0.0.4; charset=utf-8"
-                else:
-                    body, status, ctype = b"not found: try /metrics\n", b"404 Not Found", b"text/plain"
-                writer.write(b"HTTP/1.1 " + status + b"\r\nContent-Type: " + ctype + b"\r\nContent-Length: "
-                             + str(len(body)).encode() + b"\r\nConnection: close\r\n\r\n" + body)
-                await writer.drain()
-            except (asyncio.TimeoutError, asyncio.IncompleteReadError, asyncio.LimitOverrunError,
-                    ConnectionError, IndexError):
-                pass
-            finally:
-                writer.close()
-
-        return await asyncio.start_server(handle, host, port)
+        self._copy(self.applied, a.rows_applied, mode="safe")
+        self._copy(self.failed, a.jobs_bad, mode="safe")
+        self._copy(self.retried, a.redis_retries, mode="safe")
+        self._copy(self.dead, a.dead_letters, mode="safe")
+        self._copy(self.refused, a.keys_refused + a.versions_corrupt, mode="safe")
+        self._copy(self.skipped, a.changes_skipped, mode="safe")
+        self.lag.set(a.lag or 0.0)
+        for table, n in a.applied_by_table.items():
+            self._copy(self.table_applied, n, table=table)
+        for table, age in a.lag_by_table.items():
+            self.table_lag.labels(table=table).set(age)
+        for table in a.tables.readers:
+            self.drift.labels(table=table).set(1.0 if table in a.tables.drift else 0.0)

@@ -24,28 +24,18 @@ Payload contract (direct mode, function ``syncToRedis``)::
 from __future__ import annotations
 
 import json
-from typing import Any, NamedTuple
+from typing import Any
 
-__all__ = ["Change", "PayloadError", "decode", "changes", "SET", "DELETE"]
+from .changes import DELETE, SET, Change, OutboxRow
 
-SET = "set"
-DELETE = "delete"
+__all__ = ["Change", "PayloadError", "decode", "changes", "SET", "DELETE", "Num", "decode_json", "direct_change"]
 
 
 class PayloadError(ValueError):
     """The workload does not follow the payload contract."""
 
 
-class Change(NamedTuple):
-    """One Redis write: ``op`` is "set" (value is a str) or "delete" (value is None)."""
-
-    op: str
-    key: str
-    value: str | None
-    row: dict[str, Any] | None = None
-
-
-class _Num(str):
+class Num(str):
     """A JSON number kept as its source text."""
 
 
@@ -53,12 +43,12 @@ def _bad_constant(name: str) -> Any:
     raise PayloadError(f"{name} is not valid JSON")
 
 
-_decoder = json.JSONDecoder(parse_int=_Num, parse_float=_Num, parse_constant=_bad_constant)
-_decode_json = _decoder.decode
+_decoder = json.JSONDecoder(parse_int=Num, parse_float=Num, parse_constant=_bad_constant)
+decode_json = _decoder.decode
 
 
 def _text(value: Any, what: str) -> str:
-    if isinstance(value, str):  # includes _Num
+    if isinstance(value, str):  # includes Num
         return str.__str__(value) if type(value) is not str else value
     if value is True:
         return "true"
@@ -71,7 +61,7 @@ def decode(workload: bytes | bytearray | memoryview | str) -> Change:
     """Workload bytes -> Change, or PayloadError saying what is wrong."""
     try:
         text = workload if isinstance(workload, str) else bytes(workload).decode("utf-8")
-        obj = _decode_json(text)
+        obj = decode_json(text)
     except UnicodeDecodeError as e:
         raise PayloadError(f"payload is not UTF-8: {e}") from None
     except ValueError as e:  # JSONDecodeError, or PayloadError from a constant
@@ -86,7 +76,7 @@ def decode(workload: bytes | bytearray | memoryview | str) -> Change:
         raise PayloadError("payload has no \"id\"") from None
     if raw_id is None or raw_id is True or raw_id is False or not isinstance(raw_id, str):
         raise PayloadError(f"\"id\" must be a string or a number, got {_jtype(raw_id)}")
-    key = str.__str__(raw_id) if type(raw_id) is _Num else raw_id
+    key = str.__str__(raw_id) if type(raw_id) is Num else raw_id
     if not key:
         raise PayloadError("\"id\" is empty")
     op = obj.get("op", SET)
@@ -132,3 +122,26 @@ def _jtype(value: Any) -> str:
     if isinstance(value, list):
         return "array"
     return type(value).__name__
+
+
+def direct_change(workload: bytes, version: int = 0) -> OutboxRow:
+    """A ``gearsync_direct`` job (see :func:`gearsync.triggers.direct_triggers`) as a change:
+    ``{"s", "o", "k" (hex), "ok" (hex or null), "pk"}``; the legacy form ``{"source", "op",
+    "k", "old_k", "json_row"}`` (triggers of gearsync 0.1) carries its row instead."""
+    obj = json.loads(workload)
+    if type(obj) is not dict:
+        raise ValueError("not a gearsync_direct payload (a JSON object)")
+    if "s" in obj:
+        if not isinstance(obj["s"], str) or obj.get("o") not in ("insert", "update", "delete") \
+                or not isinstance(obj.get("k"), str) or not isinstance(obj.get("pk", []), (list, type(None))):
+            raise ValueError("not a gearsync_direct payload (s, o, k, ok, pk)")
+        ok = obj.get("ok")
+        return OutboxRow(0, bytes.fromhex(obj["k"]), bytes.fromhex(ok) if isinstance(ok, str) else None, obj["o"],
+                         None, obj["s"], None if obj.get("pk") is None else json.dumps(obj["pk"]), version)
+    if not isinstance(obj.get("source"), str) or not isinstance(obj.get("k"), str):
+        raise ValueError("not a gearsync_direct payload (s, o, k, ok, pk)")
+    old = obj.get("old_k")
+    row = obj.get("json_row")
+    return OutboxRow(0, obj["k"].encode("utf-8", "surrogatepass"),
+                     old.encode("utf-8", "surrogatepass") if isinstance(old, str) else None,
+                     obj.get("op") or "update", None if row is None else json.dumps(row), obj["source"], None, version)

@@ -2,65 +2,34 @@
 
 Direct mode: plain SET/DEL (:meth:`RedisSink.apply`). Safe mode: versioned writes
 (:meth:`RedisSink.apply_versioned`) through one Lua script, ``versioned.lua``, loaded once and
-called with EVALSHA. The version of ``key`` lives beside it in the string key
-``gearsync:v:<key>`` (an integer, the outbox id of the last change applied; a tombstone with a
-TTL after a delete), so ``GET key`` still returns the bare value.
+called with EVALSHA (:mod:`gearsync.versioned`). The version of ``key`` lives beside it in the
+string key :func:`gearsync.keys.version_key` (an integer; a tombstone with a TTL after a
+delete), so ``GET key`` still returns the bare value.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from importlib import resources
+import time
 from typing import Any, Awaitable, Callable, Sequence, TypeVar
 
 import redis.asyncio as aioredis
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
+from redis.exceptions import (AskError, AuthenticationError, BusyLoadingError, ClusterDownError, MasterDownError,
+                              MovedError, NoPermissionError, NoScriptError, OutOfMemoryError, ReadOnlyError,
+                              TryAgainError)
 from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import NoScriptError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from .outbox import VersionedChange
-from .payload import DELETE, SET, Change
+from .changes import DELETE, SET, Change, VersionedChange
+from .constants import APPLIED_AT, DEAD_LETTERS, DEAD_LETTERS_MAX, DEFAULT_TOMBSTONE_TTL
+from .versioned import CHUNK, LUA, script_args
 
-__all__ = ["script_args", "RedisSink", "SinkUnavailable", "VERSION_PREFIX", "VERSIONED_LUA", "version_key",
-           "until_written"]
+__all__ = ["RedisSink", "SinkUnavailable", "until_written", "retryable", "dead_letter_entry"]
 
 log = logging.getLogger(__name__)
-
-#: Prefix of the key holding the version of a safe-mode key: ``gearsync:v:<key>``.
-VERSION_PREFIX = b"gearsync:v:"
-VERSIONED_LUA = resources.files(__package__).joinpath("versioned.lua").read_text(encoding="utf-8")
-#: Changes per EVALSHA call (all calls of a batch share one pipeline).
-SCRIPT_CHUNK = 256
-DEFAULT_TOMBSTONE_TTL = 86400
-
-
-def version_key(key: bytes | str) -> bytes:
-    """The key holding the version of ``key``."""
-    return VERSION_PREFIX + (key.encode() if isinstance(key, str) else bytes(key))
-
-
-def script_args(changes: Sequence[VersionedChange], tombstone_ttl: int,
-                mode: str = "v") -> tuple[list[bytes], list[Any]]:
-    """KEYS and ARGV of one ``versioned.lua`` call."""
-    keys: list[bytes] = []
-    argv: list[Any] = [tombstone_ttl, mode]
-    for c in changes:
-        keys += (c.key, VERSION_PREFIX + c.key)
-        ver = b"" if mode == "cas" and not c.version else c.version
-        ttl = c.ttl or 0
-        if c.hash is not None:
-            argv += (ver, b"h", ttl, 2 * len(c.hash))
-            for f, v in c.hash.items():
-                argv += (f, v)
-        elif c.value is None:
-            argv += (ver, b"d", ttl, 0)
-        else:
-            argv += (ver, b"s", ttl, 1, c.value)
-    return keys, argv
-
 
 T = TypeVar("T")
 
@@ -92,7 +61,37 @@ async def until_written(write: Callable[[], Awaitable[T]], *, held: str, backoff
 
 
 class SinkUnavailable(Exception):
-    """Redis could not be reached or did not answer; the batch was not (fully) applied."""
+    """Redis could not be reached, did not answer, or answered with an error that a later try
+    can get past (see :func:`retryable`); the batch was not (fully) applied."""
+
+
+#: Redis errors that go away by themselves: a replica promoted or a primary back
+#: (READONLY, MASTERDOWN, NOREPLICAS), a restart (LOADING), memory freed (OOM), a
+#: resharding or failover (TRYAGAIN, MOVED, ASK, CLUSTERDOWN), a busy script (BUSY), and the
+#: ones an operator fixes without losing data (NOAUTH, NOPERM, WRONGPASS).
+_RETRYABLE = (RedisConnectionError, RedisTimeoutError, OSError, ReadOnlyError, BusyLoadingError, OutOfMemoryError,
+              TryAgainError, ClusterDownError, MasterDownError, MovedError, AskError, AuthenticationError,
+              NoPermissionError)
+_RETRYABLE_PREFIXES = ("READONLY", "LOADING", "OOM", "TRYAGAIN", "MOVED", "ASK", "CLUSTERDOWN", "MASTERDOWN",
+                       "NOREPLICAS", "BUSY", "NOAUTH", "NOPERM", "WRONGPASS")
+
+
+def dead_letter_entry(function: bytes | str, what: bytes | str, payload: bytes, error: BaseException) -> dict[str, Any]:
+    """One entry of :data:`DEAD_LETTERS`: where the change came from (a Gearman function and job
+    handle, or ``versioned`` and the key), its payload (cut at 64 KiB) and the error."""
+    return {"function": function, "from": what, "payload": bytes(payload[:65536]),
+            "error": f"{type(error).__name__}: {error}"}
+
+
+def retryable(e: BaseException) -> bool:
+    """True for a Redis error that a later try can get past; False for one it never will (a
+    WRONGTYPE, a script error, a value Redis refuses), which goes to the dead letters."""
+    if isinstance(e, _RETRYABLE):
+        return True
+    text = str(e)
+    # a script's error carries the command's error after "Error running script … :"
+    inner = text.rsplit(": ", 1)[-1] if "script" in text else text
+    return inner.lstrip("-").startswith(_RETRYABLE_PREFIXES) or text.startswith(_RETRYABLE_PREFIXES)
 
 
 class RedisSink:
@@ -154,14 +153,20 @@ class RedisSink:
             raise SinkUnavailable(f"{type(e).__name__}: {e}") from e
         finally:
             await pipe.reset()
+        for reply in replies:  # SET and DEL are idempotent: the batch is replayed whole
+            if isinstance(reply, Exception) and retryable(reply):
+                raise SinkUnavailable(f"{type(reply).__name__}: {reply}")
         out: list[Any] = []
         for count, reply in zip(runs, replies):
             out.extend([reply if isinstance(reply, Exception) else True] * count)
         return out
 
     async def apply_versioned(self, changes: Sequence[VersionedChange],
-                              tombstone_ttl: int = DEFAULT_TOMBSTONE_TTL, mode: str = "v") -> list[bool]:
-        """Apply versioned changes in one pipeline; per change True (written) or False (stale).
+                              tombstone_ttl: int = DEFAULT_TOMBSTONE_TTL, mode: str = "v") -> list[Any]:
+        """Apply versioned changes in one pipeline; per change the script's answer
+        (gearsync.versioned: APPLIED, STALE, CORRUPT — the stored version is not a number —,
+        RESERVED — a key under ``gearsync:``), or the error Redis answered for good for that
+        change alone (a WRONGTYPE: the caller dead-letters it).
 
         ``mode`` (see ``versioned.lua``): "v" versioned (safe mode), "nx" only where no version
         is stored (backfill), "cas" only where the version is still ``change.version`` (repair;
@@ -175,7 +180,7 @@ class RedisSink:
         for attempt in (1, 2):
             try:
                 if self._sha is None:
-                    self._sha = str(await self.redis.script_load(VERSIONED_LUA))
+                    self._sha = str(await self.redis.script_load(LUA))
                 replies = await self._eval_chunks(self._sha, changes, int(tombstone_ttl), mode)
             except (RedisConnectionError, RedisTimeoutError, OSError) as e:
                 raise SinkUnavailable(f"{type(e).__name__}: {e}") from e
@@ -186,17 +191,71 @@ class RedisSink:
                 log.info("redis forgot the versioned-write script (restarted?): loading it again")
                 self._sha = None
                 continue
-            raise errors[0]
-        out: list[bool] = []
-        for reply in replies:
-            out.extend(bool(x) for x in reply)
+            retry = next((e for e in errors if retryable(e)), None)
+            if retry is not None:
+                raise SinkUnavailable(f"{type(retry).__name__}: {retry}")
+            break
+        out: list[Any] = []
+        for i, reply in enumerate(replies):
+            if isinstance(reply, Exception):  # a change of this call can never be written: find which
+                out.extend(await self._one_by_one(changes[i * CHUNK:(i + 1) * CHUNK], int(tombstone_ttl), mode))
+            else:
+                out.extend(int(x) for x in reply)
         return out
+
+    async def _one_by_one(self, changes: Sequence[VersionedChange], ttl: int, mode: str) -> list[Any]:
+        """Each change of a call that failed for good, in a call of its own: the others apply
+        (a replay of what the failed call applied before its error is a no-op), the culprits
+        come back as their errors."""
+        assert self._sha is not None
+        pipe = self.redis.pipeline(transaction=False)
+        for c in changes:
+            keys, argv = script_args([c], ttl, mode)
+            pipe.evalsha(self._sha, len(keys), *keys, *argv)
+        try:
+            replies = await pipe.execute(raise_on_error=False)
+        except (RedisConnectionError, RedisTimeoutError, OSError) as e:
+            raise SinkUnavailable(f"{type(e).__name__}: {e}") from e
+        finally:
+            await pipe.reset()
+        out: list[Any] = []
+        for r in replies:
+            if isinstance(r, Exception) and retryable(r):
+                raise SinkUnavailable(f"{type(r).__name__}: {r}")
+            out.append(r if isinstance(r, Exception) else int(r[0]))
+        return out
+
+    async def mark_applied(self, tables: Sequence[str]) -> None:
+        """Note in :data:`APPLIED_AT` that these tables' changes were applied now (for status);
+        best effort: a failure is logged, never raised."""
+        if not tables:
+            return
+        try:
+            await self.redis.hset(APPLIED_AT, mapping={t: repr(time.time()) for t in tables})
+        except Exception as e:  # status shows an older time; the changes themselves are written
+            log.debug("could not note the time of applying %s: %s", ", ".join(tables), e)
+
+    async def dead_letter(self, entries: Sequence[dict[str, Any]]) -> None:
+        """Record changes Redis refused for good in the stream :data:`DEAD_LETTERS` (capped at
+        about :data:`DEAD_LETTERS_MAX` entries); raises SinkUnavailable if Redis is away."""
+        if not entries:
+            return
+        pipe = self.redis.pipeline(transaction=False)
+        for e in entries:
+            pipe.xadd(DEAD_LETTERS, {k: v if isinstance(v, bytes) else str(v) for k, v in e.items()},
+                      maxlen=DEAD_LETTERS_MAX, approximate=True)
+        try:
+            await pipe.execute()
+        except (RedisConnectionError, RedisTimeoutError, OSError) as e:
+            raise SinkUnavailable(f"{type(e).__name__}: {e}") from e
+        finally:
+            await pipe.reset()
 
     async def _eval_chunks(self, sha: str, changes: Sequence[VersionedChange], ttl: int,
                            mode: str = "v") -> list[Any]:
         pipe = self.redis.pipeline(transaction=False)
-        for i in range(0, len(changes), SCRIPT_CHUNK):
-            keys, argv = script_args(changes[i:i + SCRIPT_CHUNK], ttl, mode)
+        for i in range(0, len(changes), CHUNK):
+            keys, argv = script_args(changes[i:i + CHUNK], ttl, mode)
             pipe.evalsha(sha, len(keys), *keys, *argv)
         try:
             return list(await pipe.execute(raise_on_error=False))

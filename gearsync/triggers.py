@@ -1,59 +1,38 @@
-"""Safe-mode (outbox) trigger SQL for any table.
+"""Trigger SQL: safe mode (an outbox row per change) and direct mode (a job per change).
 
 For a table, :func:`safe_triggers` returns the statements that create its AFTER INSERT /
 UPDATE / DELETE triggers. Each trigger, in the writer's own transaction:
 
-1. inserts one row into ``gearsync.outbox``: the source table, the Redis key (``key_prefix`` +
-   the key columns joined by ``:``), the old key when an UPDATE changed it, the op, and the
-   value columns as a JSON object (MariaDB's native ``JSON_OBJECT``: byte-exact for every
-   string, numbers as their SQL text);
-2. rings gearmand: ``gman_do_background('gearsync', <outbox id>, <outbox id>)`` (workload and
-   unique are the id; ``LAST_INSERT_ID()`` inside a trigger is the outbox id, and the
-   application's own ``LAST_INSERT_ID()`` is restored when the trigger ends).
+1. inserts one row into ``gearsync.outbox``: the source table, the Redis key (the config's
+   key template rendered in SQL), the old key when an UPDATE changed it, the op, the row's
+   primary key (``JSON_ARRAY``, binary parts as hex) and its version ``gearsync_seq()``;
+2. rings gearmand: ``gearsync_send('gearsync', <outbox id>, <outbox id>)`` (``LAST_INSERT_ID()``
+   inside a trigger is the outbox id, and the application's own ``LAST_INSERT_ID()`` is
+   restored when the trigger ends).
 
-The worker turns the JSON object into the Redis value: one value column → its value (a NULL
-deletes the key); several → the JSON object text. Key columns must be NOT NULL (a primary
-key): a NULL key makes the outbox insert, and so the writer's statement, fail.
+The worker reads the committed row by its primary key and maps it (gearsync.mapping). A
+trigger names only key and primary-key columns: adding, dropping, renaming or retyping any
+other column cannot make the application's writes fail. :func:`direct_triggers` sends the
+same facts as a job instead of an outbox row. Key columns must be NOT NULL.
 
-Identifiers are quoted with backticks; string literals that are not plain ASCII words are
-written as hex literals, so the output is correct under any ``sql_mode``.
+Identifiers and literals are written by :mod:`gearsync.quoting`, so the output is correct
+under any ``sql_mode`` and no config text reaches SQL unquoted.
 """
 
 from __future__ import annotations
 
-import re
-import string
 from typing import Sequence
 
-__all__ = ["safe_triggers", "direct_triggers", "template_key_expr", "DIRECT_FUNCTION", "drop_triggers", "trigger_names", "quote_ident", "quote_string",
-           "render_script", "OUTBOX_TABLE", "SAFE_FUNCTION"]
+from .constants import DIRECT_FUNCTION, OUTBOX_SCHEMA, OUTBOX_TABLE, SAFE_FUNCTION
+from .outbox import OUTBOX_DDL
+from .quoting import key_expr, qualified as _qualified, quote_ident, quote_string
+from .codec import PK_HEX_KINDS
 
-OUTBOX_TABLE = ("gearsync", "outbox")
-SAFE_FUNCTION = "gearsync"
-#: Gearman function of the direct-mode triggers of configured tables.
-DIRECT_FUNCTION = "gearsync_direct"
+__all__ = ["safe_triggers", "direct_triggers", "drop_triggers", "trigger_names", "render_script",
+           "install_section", "uninstall_section", "DOORBELLS", "pk_expr"]
+
 #: UDFs that can ring gearmand from a safe-mode trigger.
 DOORBELLS = ("gman_do_background", "gearsync_send")
-
-_PLAIN = re.compile(r"[A-Za-z0-9_:./ @#$%+=,-]*\Z")
-
-
-def quote_ident(name: str) -> str:
-    """`name` for SQL: backticks, inner backticks doubled; NUL and empty names rejected."""
-    if not name or "\0" in name:
-        raise ValueError(f"bad SQL identifier {name!r}")
-    return "`" + name.replace("`", "``") + "`"
-
-
-def quote_string(text: str) -> str:
-    """A string literal: ``'plain'`` for simple ASCII, else a utf8mb4 hex literal."""
-    if _PLAIN.match(text):
-        return "'" + text + "'"
-    return "CONVERT(X'" + text.encode("utf-8").hex().upper() + "' USING utf8mb4)"
-
-
-def _qualified(schema: str, table: str) -> str:
-    return quote_ident(schema) + "." + quote_ident(table)
 
 
 def trigger_names(table: str) -> dict[str, str]:
@@ -74,96 +53,115 @@ def _key_expr(alias: str, key_columns: Sequence[str], prefix: str) -> str:
     return "CONCAT(" + ", ".join(parts) + ")"
 
 
-def template_key_expr(alias: str, template: str) -> str:
-    """SQL building the Redis key of ``alias``'s row from a config key template
-    (``order:{shop_id}:{id}`` → ``CONCAT('order:', NEW.`shop_id`, ':', NEW.`id`)``)."""
-    parts: list[str] = []
-    for literal, fname, _spec, _conv in string.Formatter().parse(template):
-        if literal:
-            parts.append(quote_string(literal))
-        if fname is not None:
-            parts.append(f"{alias}.{quote_ident(fname)}")
-    return "CONCAT(" + ", ".join(parts) + ")"
-
-
 def _row_expr(alias: str, value_columns: Sequence[str]) -> str:
     members = ", ".join(f"{quote_string(c)}, {alias}.{quote_ident(c)}" for c in value_columns)
     return f"JSON_OBJECT({members})"
 
 
-def safe_triggers(
-    schema: str,
-    table: str,
-    key_columns: Sequence[str],
-    value_columns: Sequence[str],
-    key_prefix: str | None = None,
-    *,
-    function: str = SAFE_FUNCTION,
-    outbox: tuple[str, str] = OUTBOX_TABLE,
-    doorbell: str = "gearsync_send",
-    key_template: str | None = None,
-) -> list[str]:
-    """The DROP/CREATE TRIGGER statements of one table, each a single SQL statement.
+def pk_expr(alias: str, pk: Sequence[tuple[str, str]]) -> str:
+    """SQL naming a row by its primary key: ``JSON_ARRAY(NEW.a, HEX(NEW.b))`` — ``pk`` is
+    (column, gearsync.codec kind) pairs; binary kinds travel as hex (see
+    :data:`gearsync.scan.PK_HEX_KINDS`), which JSON cannot carry raw."""
+    parts = [f"HEX({alias}.{quote_ident(c)})" if kind in PK_HEX_KINDS else f"{alias}.{quote_ident(c)}"
+             for c, kind in pk]
+    return "JSON_ARRAY(" + ", ".join(parts) + ")"
 
-    ``key_prefix`` defaults to ``"<table>:"``; pass ``""`` for bare keys. Feed the list to a
-    DB-API cursor one statement at a time, or :func:`render_script` it for the mysql client.
-    ``doorbell`` is the UDF that rings gearmand with ``(function, id, id)``:
-    ``gman_do_background`` waits for gearmand's ack (a round trip per row); a pipelined
-    no-wait sender such as ``gearsync_send`` is cheaper and loses nothing here (a lost
-    doorbell only leaves the row to the sweeper). ``key_template`` (a config key such as
-    ``order:{shop_id}:{id}``) replaces ``key_prefix`` + the key columns joined by ``:``.
-    """
+
+def _check(doorbell: str, key_columns: Sequence[str], value_columns: Sequence[str],
+           pk: Sequence[tuple[str, str]] | None) -> None:
     if doorbell not in DOORBELLS:
         raise ValueError(f"unknown doorbell {doorbell!r}: expected one of {', '.join(DOORBELLS)}")
     if isinstance(key_columns, str) or isinstance(value_columns, str):
         raise TypeError("key_columns and value_columns are sequences of column names")
     if not key_columns:
         raise ValueError("at least one key column is needed")
-    if not value_columns:
+    if not value_columns and not pk:
         raise ValueError("at least one value column is needed")
-    prefix = f"{table}:" if key_prefix is None else key_prefix
-    target = _qualified(schema, table)
-    ob = _qualified(*outbox)
-    source = quote_string(f"{schema}.{table}")
-    fn = quote_string(function)
-    names = trigger_names(table)
-    if key_template is not None:
-        new_key, old_key = template_key_expr("NEW", key_template), template_key_expr("OLD", key_template)
-    else:
-        new_key, old_key = _key_expr("NEW", key_columns, prefix), _key_expr("OLD", key_columns, prefix)
-    ring = f"  DO {doorbell}({fn}, LAST_INSERT_ID(), LAST_INSERT_ID());\n"
-    key_same = f"CAST({new_key} AS BINARY) <=> CAST({old_key} AS BINARY)"
-    old_row_still_there = _old_row_still_there(key_columns)
-    cols = f"{ob} (`source`, `k`, `old_k`, `op`, `row`)"
-    bodies = {
-        "insert": f"  INSERT INTO {cols}\n    VALUES ({source}, {new_key}, NULL, 'insert', "
-                  f"{_row_expr('NEW', value_columns)});\n",
-        "update": f"  IF {key_same} THEN\n"
-                  f"    INSERT INTO {cols}\n      VALUES ({source}, {new_key}, NULL, 'update', "
-                  f"{_row_expr('NEW', value_columns)});\n"
-                  f"  {ring}"
-                  # UPDATE IGNORE that hits a duplicate key on a key change fires this trigger
-                  # though the row stays where it was (MariaDB 10.11): then OLD's row still exists.
-                  f"  ELSEIF NOT EXISTS (SELECT 1 FROM {target} WHERE {old_row_still_there}) THEN\n"
-                  f"    INSERT INTO {cols}\n      VALUES ({source}, {new_key}, {old_key}, 'update', "
-                  f"{_row_expr('NEW', value_columns)});\n"
-                  f"  {ring}"
-                  f"  END IF;\n",
-        "delete": f"  INSERT INTO {cols}\n    VALUES ({source}, {old_key}, NULL, 'delete', NULL);\n",
-    }
+
+
+def _triggers(schema: str, table: str, bodies: dict[str, str]) -> list[str]:
+    """DROP + CREATE of each op's AFTER trigger with its body."""
     out: list[str] = []
+    target = _qualified(schema, table)
+    names = trigger_names(table)
     for op, body in bodies.items():
-        name = _qualified(schema, names[op])
-        tail = "" if op == "update" else ring
-        out.append(f"DROP TRIGGER IF EXISTS {name}")
-        out.append(f"CREATE TRIGGER {name} AFTER {op.upper()} ON {target} FOR EACH ROW\nBEGIN\n{body}{tail}END")
+        q = _qualified(schema, names[op])
+        out.append(f"DROP TRIGGER IF EXISTS {q}")
+        out.append(f"CREATE TRIGGER {q} AFTER {op.upper()} ON {target} FOR EACH ROW\nBEGIN\n{body}END")
     return out
 
 
+def _update(target: str, new_key: str, old_key: str, still_there: str, same: str, moved: str) -> str:
+    """An AFTER UPDATE body: ``same`` when the key did not change, else ``moved`` — unless the
+    row did not move at all: MariaDB fires AFTER UPDATE for an UPDATE IGNORE whose key change
+    hit a duplicate (10.11), and then OLD's row is still there."""
+    return (f"  IF CAST({new_key} AS BINARY) <=> CAST({old_key} AS BINARY) THEN\n{same}"
+            f"  ELSEIF NOT EXISTS (SELECT 1 FROM {target} WHERE {still_there}) THEN\n{moved}"
+            f"  END IF;\n")
+
+
+def safe_triggers(
+    schema: str,
+    table: str,
+    key_columns: Sequence[str],
+    value_columns: Sequence[str] = (),
+    key_prefix: str | None = None,
+    *,
+    function: str = SAFE_FUNCTION,
+    outbox: tuple[str, str] = (OUTBOX_SCHEMA, OUTBOX_TABLE),
+    doorbell: str = "gearsync_send",
+    key_template: str | None = None,
+    pk: Sequence[tuple[str, str]] | None = None,
+) -> list[str]:
+    """The DROP/CREATE TRIGGER statements of one table, each a single SQL statement.
+
+    Each trigger inserts one outbox row in the writer's transaction — source, Redis key, the
+    old key when an UPDATE changed it, op, and the version ``gearsync_seq()`` — then rings
+    gearmand with ``(function, id, id)``. With ``pk`` ((column, kind) pairs of the primary
+    key: what ``gearsync install`` generates) the row is named by its primary key and the
+    worker reads the committed row itself, so the trigger mentions no value column: DDL on
+    other columns cannot break it, and no value passes through SQL's JSON. Without it the
+    trigger carries ``value_columns`` as ``JSON_OBJECT`` (the library's built-in shape).
+
+    ``key_prefix`` defaults to ``"<table>:"``; pass ``""`` for bare keys; ``key_template``
+    (a config key such as ``order:{shop_id}:{id}``) replaces ``key_prefix`` + the key columns
+    joined by ``:``. ``doorbell``: ``gman_do_background`` waits for gearmand's ack (a round
+    trip per row); ``gearsync_send`` does not and loses nothing here (a lost doorbell only
+    leaves the row to the sweeper). Feed the list to a DB-API cursor one statement at a time,
+    or :func:`render_script` it for the mysql client.
+    """
+    _check(doorbell, key_columns, value_columns, pk)
+    prefix = f"{table}:" if key_prefix is None else key_prefix
+    target = _qualified(schema, table)
+    source = quote_string(f"{schema}.{table}")
+    if key_template is not None:
+        new_key, old_key = key_expr("NEW", key_template), key_expr("OLD", key_template)
+    else:
+        new_key, old_key = _key_expr("NEW", key_columns, prefix), _key_expr("OLD", key_columns, prefix)
+    ring = f"  DO {doorbell}({quote_string(function)}, LAST_INSERT_ID(), LAST_INSERT_ID());\n"
+    if pk:
+        cols = f"{_qualified(*outbox)} (`source`, `k`, `old_k`, `op`, `pk`, `ver`)"
+        new_row = pk_expr("NEW", pk)
+        still_there = _old_row_still_there([c for c, _ in pk])
+    else:
+        cols = f"{_qualified(*outbox)} (`source`, `k`, `old_k`, `op`, `row`, `ver`)"
+        new_row = _row_expr("NEW", value_columns)
+        still_there = _old_row_still_there(key_columns)
+
+    def insert(key: str, old: str, op: str, row: str, indent: str = "  ") -> str:
+        return (f"{indent}INSERT INTO {cols}\n{indent}  VALUES ({source}, {key}, {old}, '{op}', {row}, "
+                f"gearsync_seq());\n{indent}{ring.lstrip()}")
+
+    return _triggers(schema, table, {
+        "insert": insert(new_key, "NULL", "insert", new_row),
+        "update": _update(target, new_key, old_key, still_there, insert(new_key, "NULL", "update", new_row, "    "),
+                          insert(new_key, old_key, "update", new_row, "    ")),
+        "delete": insert(old_key, "NULL", "delete", "NULL"),
+    })
+
+
 def _old_row_still_there(key_columns: Sequence[str]) -> str:
-    """WHERE condition: the row OLD names is still in the table. MariaDB 10.11 fires AFTER
-    UPDATE for an UPDATE IGNORE whose key change hit a duplicate, though the row did not move:
-    then this holds, and the trigger must send nothing."""
+    """WHERE condition: the row OLD names is still in the table (see :func:`_update`)."""
     return " AND ".join(
         f"{quote_ident(c)} = OLD.{quote_ident(c)} AND BINARY {quote_ident(c)} = BINARY OLD.{quote_ident(c)}"
         for c in key_columns)
@@ -173,58 +171,41 @@ def direct_triggers(
     schema: str,
     table: str,
     key_template: str,
-    value_columns: Sequence[str],
-    key_columns: Sequence[str] = (),
+    pk: Sequence[tuple[str, str]],
     *,
     function: str = DIRECT_FUNCTION,
     doorbell: str = "gearsync_send",
 ) -> list[str]:
-    """Direct-mode triggers of a configured table: each sends one background job whose
-    workload is ``udf_json_object(…)`` with the outbox row's shape, no outbox involved::
+    """Direct-mode triggers of a configured table: each sends one background job naming the
+    changed row, no outbox involved (the worker reads the committed row)::
 
-        {"source":"shop.users","op":"insert","k":"user:1","old_k":null,"json_row":{…the value columns…}}
+        {"s": "shop.users", "o": "update", "k": "<hex of the key>", "ok": "<hex of the old key>" | null,
+         "pk": [1]}
 
-    (``json_row`` is MariaDB's ``JSON_OBJECT`` of the value columns, nested as JSON by the
-    UDF because its alias starts with ``json_``; ``old_k`` is set on an UPDATE that changed
-    the key; a DELETE has ``"k"`` = the old key and no row). The limits of direct mode apply.
-    With ``key_columns`` (the key template's columns), an UPDATE that changed the key sends
-    nothing when the old row is still there (see :func:`_old_row_still_there`).
+    (``ok`` is set on an UPDATE that changed the key; a DELETE sends the old key). Keys travel
+    as hex so that any bytes survive JSON; the payload is built by the server's native
+    ``JSON_OBJECT`` from ASCII and the primary key only. The limits of direct mode apply.
     """
-    if doorbell not in DOORBELLS:
-        raise ValueError(f"unknown doorbell {doorbell!r}: expected one of {', '.join(DOORBELLS)}")
-    if not value_columns:
-        raise ValueError("at least one value column is needed")
+    _check(doorbell, ["-"], (), pk)
+    if not pk:
+        raise ValueError("the primary key is needed")
     target = _qualified(schema, table)
     source = quote_string(f"{schema}.{table}")
-    fn = quote_string(function)
-    names = trigger_names(table)
-    new_key, old_key = template_key_expr("NEW", key_template), template_key_expr("OLD", key_template)
+    new_key, old_key = key_expr("NEW", key_template), key_expr("OLD", key_template)
 
-    def send(op: str, key: str, old: str, row: str) -> str:
-        return (f"DO {doorbell}({fn}, udf_json_object({source} AS `source`, '{op}' AS `op`, {key} AS `k`, "
-                f"{old} AS `old_k`, {row} AS `json_row`))")
+    def send(op: str, key: str, old: str, row: str, indent: str = "  ") -> str:
+        old_hex = "NULL" if old == "NULL" else f"HEX({old})"
+        return (f"{indent}DO {doorbell}({quote_string(function)}, JSON_OBJECT('s', {source}, 'o', '{op}', "
+                f"'k', HEX({key}), 'ok', {old_hex}, 'pk', {row}));\n")
 
-    new_row = _row_expr("NEW", value_columns)
-    if key_columns:
-        update = (f"IF CAST({new_key} AS BINARY) <=> CAST({old_key} AS BINARY) THEN\n"
-                  f"    {send('update', new_key, 'NULL', new_row)};\n"
-                  f"  ELSEIF NOT EXISTS (SELECT 1 FROM {target} WHERE {_old_row_still_there(key_columns)}) THEN\n"
-                  f"    {send('update', new_key, old_key, new_row)};\n"
-                  f"  END IF")
-    else:
-        update = send("update", new_key,
-                      f"IF(CAST({new_key} AS BINARY) <=> CAST({old_key} AS BINARY), NULL, {old_key})", new_row)
-    bodies = {
+    new_row = pk_expr("NEW", pk)
+    return _triggers(schema, table, {
         "insert": send("insert", new_key, "NULL", new_row),
-        "update": update,
+        "update": _update(target, new_key, old_key, _old_row_still_there([c for c, _ in pk]),
+                          send("update", new_key, "NULL", new_row, "    "),
+                          send("update", new_key, old_key, new_row, "    ")),
         "delete": send("delete", old_key, "NULL", "NULL"),
-    }
-    out: list[str] = []
-    for op, body in bodies.items():
-        name = _qualified(schema, names[op])
-        out.append(f"DROP TRIGGER IF EXISTS {name}")
-        out.append(f"CREATE TRIGGER {name} AFTER {op.upper()} ON {target} FOR EACH ROW\nBEGIN\n  {body};\nEND")
-    return out
+    })
 
 
 def drop_triggers(schema: str, table: str) -> list[str]:
@@ -252,12 +233,11 @@ INSTALL_END = "-- END gearsync safe mode"
 def install_section() -> str:
     """The outbox and the safe-mode demo table ``test.test_safe`` with its triggers, as pasted
     into ``sql/install.sql`` (a test checks the file holds exactly this)."""
-    from .outbox import OUTBOX_DDL
-
     return "\n".join([
         INSTALL_BEGIN,
         "-- The outbox: one row per change of a safe-mode table, written by its triggers in the",
-        "-- writer's transaction; id is the change's version. gearsync workers delete applied rows.",
+        "-- writer's transaction; ver (gearsync_seq()) is the change's version. gearsync workers",
+        "-- delete applied rows. gearsync.installed records the tables `gearsync install` set up.",
         OUTBOX_DDL.rstrip("\n"),
         "",
         "-- The safe-mode demo table: changes arrive as SET test_safe:<id> <name> / DEL test_safe:<id>.",

@@ -7,9 +7,10 @@ pipeline, then each job is WORK_COMPLETEd. While Redis is unreachable the batch 
 grabbing is paused and the write is retried with capped exponential backoff: no job is
 dropped. First SIGTERM/SIGINT: finish the jobs in hand, stop grabbing, return. Second: stop now.
 
-Given a MySQL URL (``settings.mysql_url``) the worker also serves safe mode: jobs of
-``settings.safe_function`` go to a :class:`gearsync.safe.SafeApplier` task (outbox confirm,
-versioned writes, sweeper) that runs beside the direct-mode loop.
+Given a MySQL URL (``settings.mysql_url``) the worker also serves safe mode and configured
+tables: doorbells (``settings.safe_function``) and direct-mode jobs of configured tables
+(``settings.direct_function``) go to a :class:`gearsync.applier.TableApplier` task (outbox
+confirm, committed rows read back, versioned writes, sweeper) beside the direct-mode loop.
 """
 
 from __future__ import annotations
@@ -21,13 +22,20 @@ import time
 from typing import Any, Awaitable, Callable, Iterable, TypeVar, Union
 
 from . import payload
+from .applier import TableApplier
+from .changes import Change, VersionedChange
+from .envelope import BadSignature
+from .envelope import decode as decode_envelope
+from .connections import redact
 from .gearman.worker import GearmanWorker, Job
-from .direct import direct_changes
-from .outbox import VersionedChange
-from .payload import Change
-from .redis_sink import RedisSink, until_written
-from .safe import SafeApplier
-from .settings import Settings
+from .keys import reserved
+from .metrics import WorkerMetrics, render, use_multiprocess
+from .constants import DEAD_LETTERS
+from .redis_sink import RedisSink, dead_letter_entry, until_written
+from .versioned import CORRUPT, STALE
+from .settings import Settings, SettingsError
+from .status import status_of
+from .web import Web
 
 __all__ = ["Worker", "Handler", "ForcedShutdown", "default_handler"]
 
@@ -36,15 +44,48 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 HandlerResult = Union[Change, Iterable[Change], None]
-#: A handler turns one job into the changes to apply (None: nothing to write).
-Handler = Callable[[Job], HandlerResult]
+#: A handler turns one job's change (a :class:`Record`: ``handle``, ``function``, ``unique``,
+#: ``workload``, ``version``) into the changes to apply (None: nothing to write).
+Handler = Callable[["Record"], HandlerResult]
+
+
+class Record:
+    """One change of a job, what a handler receives: a job's ``handle``, ``function`` and
+    ``unique``, the change's ``workload`` (one record of a gearsync_send envelope, or the whole
+    workload of any other job) and its ``version`` (0: none)."""
+
+    __slots__ = ("job", "workload", "version")
+
+    def __init__(self, job: Job, workload: bytes, version: int) -> None:
+        self.job, self.workload, self.version = job, workload, version
+
+    @property
+    def handle(self) -> bytes:
+        return self.job.handle
+
+    @property
+    def function(self) -> bytes:
+        return self.job.function
+
+    @property
+    def unique(self) -> bytes:
+        return self.job.unique
+
+
+def _versioned(c: Change, version: int) -> VersionedChange:
+    key = c.key.encode("utf-8", "surrogatepass")
+    return VersionedChange(key, version, None if c.value is None else c.value.encode("utf-8", "surrogatepass"))
+
+
+class KeyRefused(ValueError):
+    """A job asked to write one of gearsync's own keys (``gearsync:…``)."""
 
 
 class ForcedShutdown(BaseException):
     """Second stop signal: leave now (BaseException, so ``except Exception`` cannot eat it)."""
 
 
-def default_handler(job: Job) -> list[Change]:
+def default_handler(job: "Record") -> list[Change]:
     """The seed contract: the workload is the JSON payload of :mod:`gearsync.payload`."""
     return payload.changes(job.workload)
 
@@ -59,18 +100,27 @@ class Worker:
         redis: object | None = None,
         gearman: GearmanWorker | None = None,
         handlers: dict[str, Handler] | None = None,
+        reloader: Callable[[], Settings] | None = None,
     ) -> None:
         self.settings = settings or Settings.from_env()
+        #: Reads the settings again (SIGHUP: see :meth:`reload`).
+        self.reloader = reloader
+        #: Jobs of handler functions (which carry values) must be signed with it (gearsync_udf.cnf's).
+        self.secret = self.settings.secret
         self._redis = redis
         self._gearman = gearman
         self.handlers: dict[str, Handler] = {f: default_handler for f in self.settings.functions}
         self.table_handlers: dict[str, Callable[..., Any]] = {}
         self.handlers.update(handlers or {})
         self.sink: RedisSink | None = None
-        self.safe: SafeApplier | None = None
+        self.applier: TableApplier | None = None
         self.jobs_applied = 0
         self.jobs_failed = 0
         self.redis_retries = 0
+        self.keys_refused = 0
+        self.jobs_unsigned = 0     # refused: no valid MAC while a secret is set
+        self.writes_stale = 0      # versioned writes skipped (an equal or newer version was there)
+        self.dead_letters = 0
         self.batches = 0
         self._stopping = False
         self._force = False
@@ -105,10 +155,10 @@ class Worker:
         if self._gearman is None:
             s = self.settings
             functions = list(self.handlers) + ([s.safe_function] if s.mysql_url else [])
-            if s.direct_tables and s.direct_function not in functions:
+            if s.mysql_url and s.direct_function not in functions:  # configured tables, now or after a reload
                 functions.append(s.direct_function)
             self._gearman = GearmanWorker(s.gearman, functions, window=s.window,
-                                          max_in_hand=max(s.max_in_hand, s.window))
+                                          max_in_hand=max(s.max_in_hand, s.window), ssl=s.gearman_ssl())
         return self._gearman
 
     # -- stopping ----------------------------------------------------------------------
@@ -121,8 +171,8 @@ class Worker:
         if not self._stopping:
             log.info("stopping: finishing the jobs in hand (signal again to stop now)")
         self._stopping = True
-        if self.safe is not None:
-            self.safe.request_stop()
+        if self.applier is not None:
+            self.applier.request_stop()
         if self._gearman is not None:
             self._gearman.pause()
             self._gearman.wakeup()
@@ -133,6 +183,28 @@ class Worker:
         self._stopping = self._force = True
         if self._task is not None:
             self._task.cancel()
+
+    def reload(self) -> None:
+        """SIGHUP: read the config again and apply what changed in the table mappings; a table
+        whose mapping changed has its keys rewritten in the background (versioned, so live
+        changes win). Connections, functions and other settings need a restart (logged)."""
+        if self.reloader is None:
+            return
+        try:
+            new = self.reloader()
+        except (SettingsError, ValueError) as e:
+            log.error("reload: the config is not usable, keeping the old one: %s", e)
+            return
+        old = self.settings
+        changed = sorted(n for n in set(old.tables) | set(new.tables) if old.tables.get(n) != new.tables.get(n))
+        others = [f for f in ("gearman", "redis_url", "mysql_url", "functions") if getattr(old, f) != getattr(new, f)]
+        if others:
+            log.warning("reload: %s changed; restart the worker for that", ", ".join(others))
+        old.tables.clear()
+        old.tables.update(new.tables)
+        if self.applier is not None:
+            self.applier.tables.update(new.tables, changed)
+        log.info("reload: %d tables, mapping changed for %s", len(new.tables), ", ".join(changed) or "none")
 
     def handle_signal(self, signum: int) -> None:
         """First signal: graceful stop; second: forced."""
@@ -154,7 +226,7 @@ class Worker:
     async def run(self, install_signals: bool = False) -> None:
         loop = asyncio.get_running_loop()
         self._task = asyncio.current_task()
-        signals = (signal.SIGTERM, signal.SIGINT) if install_signals else ()
+        signals: tuple[signal.Signals, ...] = (signal.SIGTERM, signal.SIGINT) if install_signals else ()
         for sig in signals:
             loop.add_signal_handler(sig, self.handle_signal, sig)
         if self._redis is not None:
@@ -163,32 +235,40 @@ class Worker:
             self.sink = RedisSink.from_url(self.settings.redis_url)
         gm = self.gearman
         safe_task: asyncio.Task[None] | None = None
-        metrics_server = None
+        web: Web | None = None
         if self.settings.mysql_url:
-            self.safe = SafeApplier(self.settings, self.sink, gm)
-            self.safe.table_handlers = self.table_handlers
-        if self.settings.metrics_port is not None:
-            from .worker_metrics import WorkerMetrics
-
+            self.applier = TableApplier(self.settings, self.sink, gm)
+            self.applier.table_handlers = self.table_handlers
+        if install_signals and self.reloader is not None:
+            loop.add_signal_handler(signal.SIGHUP, self.reload)
+            signals += (signal.SIGHUP,)
+        s = self.settings
+        if s.metrics_dir is not None:  # a child of a --concurrency group: the supervisor serves
+            use_multiprocess(s.metrics_dir)
             self.metrics = WorkerMetrics(self)
-            metrics_server = await self.metrics.registry.serve(self.settings.metrics_port, self.settings.metrics_host)
-            log.info("metrics on http://%s:%d/metrics", self.settings.metrics_host, self.settings.metrics_port)
-        if self.safe is not None:
+        elif s.metrics_port is not None:
+            self.metrics = WorkerMetrics(self)
+            registry = self.metrics.registry
+            web = Web(s.metrics_host, s.metrics_port, lambda: render(registry),
+                      lambda: status_of(s)).start()
+            log.info("metrics on http://%s:%d/metrics, status page on http://%s:%d/", s.metrics_host,
+                     s.metrics_port, s.metrics_host, s.metrics_port)
+        if self.applier is not None:
             if self._stopping:
-                self.safe.request_stop()
-            safe_task = asyncio.create_task(self.safe.run(), name="gearsync safe mode")
+                self.applier.request_stop()
+            safe_task = asyncio.create_task(self.applier.run(), name="gearsync tables")
             safe_task.add_done_callback(_report_crash)
         try:
             await gm.start()
             log.info("worker started: gearmand %s, redis %s, functions %s%s",
                      ",".join(f"{h}:{p}" for h, p in self.settings.gearman),
-                     _redact(self.settings.redis_url), ",".join(self.handlers),
-                     f"; safe mode: {self.settings.safe_function} from {_redact(self.settings.mysql_url)}, "
+                     redact(self.settings.redis_url), ",".join(self.handlers),
+                     f"; safe mode: {self.settings.safe_function} from {redact(self.settings.mysql_url)}, "
                      f"sweep every {self.settings.sweep_interval:g} s for rows older than "
-                     f"{self.settings.sweep_age:g} s" if self.safe else "")
+                     f"{self.settings.sweep_age:g} s" if self.applier else "")
             await self._loop(gm, self.sink)
             if safe_task is not None:
-                self.safe.request_stop()  # type: ignore[union-attr]
+                self.applier.request_stop()  # type: ignore[union-attr]
                 await safe_task
         except asyncio.CancelledError:
             if self._force:
@@ -201,10 +281,10 @@ class Worker:
                 safe_task.cancel()
                 await asyncio.gather(safe_task, return_exceptions=True)
             await gm.close()
-            if metrics_server is not None:
-                metrics_server.close()
-            if self.safe is not None:
-                await self.safe.close()
+            if web is not None:
+                web.close()
+            if self.applier is not None:
+                await self.applier.close()
             await self.sink.close()
             self._summary(force=True)
             self._task = None
@@ -232,44 +312,45 @@ class Worker:
         ok: list[Job] = []
         failed: list[Job] = []
         handlers = {k.encode(): v for k, v in self.handlers.items()}
-        if self.safe is not None:
-            safe_fn = self.settings.safe_function.encode()
-            safe_jobs = [j for j in batch if j.function == safe_fn]
-            if safe_jobs:
-                self.safe.submit(safe_jobs)
-                batch = [j for j in batch if j.function != safe_fn]
-        if self.settings.direct_tables:
-            direct_fn = self.settings.direct_function.encode()
-            direct = [j for j in batch if j.function == direct_fn]
-            if direct:
-                batch = [j for j in batch if j.function != direct_fn]
-                if not await self._apply_direct(direct, gm, sink):
-                    return False
+        if self.applier is not None:
+            safe_fn, direct_fn = self.settings.safe_function.encode(), self.settings.direct_function.encode()
+            theirs = [j for j in batch if j.function in (safe_fn, direct_fn)]
+            if theirs:
+                self.applier.submit([j for j in theirs if j.function == safe_fn])
+                self.applier.submit_direct([j for j in theirs if j.function == direct_fn])
+                batch = [j for j in batch if j.function not in (safe_fn, direct_fn)]
+        versions: list[int] = []
+        secret = self.secret
         for job in batch:
             fn = handlers.get(job.function)
+            mine: list[tuple[Change, int]] = []
             try:
                 if fn is None:
                     raise LookupError(f"no handler for function {job.function!r}")
-                result = fn(job)
+                for version, payload in decode_envelope(job.function, job.workload, secret):
+                    result = fn(Record(job, payload, version))
+                    for ch in [] if result is None else [result] if isinstance(result, Change) else result:
+                        if reserved(ch.key):
+                            self.keys_refused += 1
+                            raise KeyRefused(f"refused: {ch.key!r} is under gearsync:, gearsync's own keys "
+                                             "(versions, tombstones, checkpoints)")
+                        mine.append((ch, version))
             except Exception as e:
+                if isinstance(e, BadSignature):
+                    self.jobs_unsigned += 1
                 failed.append(job)
                 log.warning("job %s (%s) failed: %s: %s", job.handle.decode(errors="replace"),
                             job.function.decode(errors="replace"), type(e).__name__, e)
                 continue
             idx = len(ok)
             ok.append(job)
-            if result is None:
-                continue
-            if isinstance(result, Change):
-                changes.append(result)
+            for ch, version in mine:
+                changes.append(ch)
+                versions.append(version)
                 owners.append(idx)
-            else:
-                for c in result:
-                    changes.append(c)
-                    owners.append(idx)
         if failed:
             self.jobs_failed += gm.fail(failed)
-        if not await self._apply(changes, owners, ok, gm, sink):
+        if not await self._apply(changes, versions, owners, ok, gm, sink):
             return False
         self.batches += 1
         if self.metrics is not None:
@@ -277,52 +358,51 @@ class Worker:
         self._summary()
         return True
 
-    async def _apply(self, changes: list[Change], owners: list[int], ok: list[Job],
+    async def _apply(self, changes: list[Change], versions: list[int], owners: list[int], ok: list[Job],
                      gm: GearmanWorker, sink: RedisSink) -> bool:
-        written, results = await self._until_written(lambda: sink.apply(changes), gm, len(ok))
+        """Write the batch: changes without a version (the seed's jobs, gman_do_background) as
+        plain SET/DEL, those with one (gearsync_send's envelopes) through the versioned script,
+        so a job re-sent or requeued behind newer ones cannot leave an older value behind."""
+        plain = [i for i, v in enumerate(versions) if not v]
+        versioned = [i for i, v in enumerate(versions) if v]
+
+        async def write() -> list[Any]:
+            out: list[Any] = [None] * len(changes)
+            if plain:
+                for i, r in zip(plain, await sink.apply([changes[i] for i in plain])):
+                    out[i] = r
+            if versioned:
+                vc = [_versioned(changes[i], versions[i]) for i in versioned]
+                for i, r in zip(versioned, await sink.apply_versioned(vc, self.settings.tombstone_ttl)):
+                    out[i] = r
+            return out
+
+        written, results = await self._until_written(write, gm, len(ok))
         if not written:
             return False
         assert results is not None
-        bad = {owners[i] for i, r in enumerate(results) if isinstance(r, Exception)}
-        if bad:
-            for i in sorted(bad):
-                err = next(r for j, r in enumerate(results) if owners[j] == i and isinstance(r, Exception))
-                log.warning("job %s failed in redis: %s", ok[i].handle.decode(errors="replace"), err)
-            self.jobs_failed += gm.fail(ok[i] for i in bad)
-            ok = [j for i, j in enumerate(ok) if i not in bad]
+        self.writes_stale += sum(1 for i in versioned if results[i] == STALE)
+        for i in versioned:
+            if results[i] == CORRUPT:
+                self.keys_refused += 1
+                log.error("%r not written: its stored version is not a number (written by hand?); "
+                          "`gearsync verify --repair` resets it", changes[i].key)
+        bad: dict[int, Exception] = {}
+        for i, r in enumerate(results):
+            if isinstance(r, Exception):
+                bad.setdefault(owners[i], r)
+        if bad:  # Redis refused them for good (a WRONGTYPE): keep them in the dead letters, not lost
+            entries = [dead_letter_entry(ok[i].function, ok[i].handle, ok[i].workload, e) for i, e in bad.items()]
+            written, _ = await self._until_written(lambda: sink.dead_letter(entries), gm, len(ok))
+            if not written:
+                return False
+            for i, e in bad.items():
+                log.error("job %s (%s) refused by redis for good: %s: %s; kept in %s",
+                          ok[i].handle.decode(errors="replace"), ok[i].function.decode(errors="replace"),
+                          type(e).__name__, e, DEAD_LETTERS.decode())
+            self.dead_letters += len(bad)
         gm.complete(ok)
-        self.jobs_applied += len(ok)
-        return True
-
-    async def _apply_direct(self, jobs: list[Job], gm: GearmanWorker, sink: RedisSink) -> bool:
-        """Configured direct-mode tables: decode each ``gearsync_direct`` job (the outbox row's
-        shape as JSON), map it by its table's config, write unconditionally (no versions)."""
-        changes: list[VersionedChange] = []
-        ok: list[Job] = []
-        failed: list[Job] = []
-        for job in jobs:
-            try:
-                changes += direct_changes(job.workload, self.settings.tables)
-                ok.append(job)
-            except Exception as e:
-                failed.append(job)
-                log.warning("job %s (%s) failed: %s: %s", job.handle.decode(errors="replace"),
-                            self.settings.direct_function, type(e).__name__, e)
-        if failed:
-            self.jobs_failed += gm.fail(failed)
-        if changes:
-            try:
-                written, _ = await self._until_written(
-                    lambda: sink.apply_versioned(changes, self.settings.tombstone_ttl, mode="w"), gm, len(ok))
-                if not written:
-                    return False
-            except Exception as e:  # e.g. WRONGTYPE: fail the jobs, keep going
-                log.warning("%d %s jobs failed in redis: %s: %s", len(ok), self.settings.direct_function,
-                            type(e).__name__, e)
-                self.jobs_failed += gm.fail(ok)
-                return True
-        gm.complete(ok)
-        self.jobs_applied += len(ok)
+        self.jobs_applied += len(ok) - len(bad)
         return True
 
     async def _until_written(self, write: Callable[[], Awaitable[T]], gm: GearmanWorker,
@@ -334,6 +414,8 @@ class Worker:
         def on_retry() -> None:
             nonlocal paused
             self.redis_retries += 1
+            if self.metrics is not None:
+                self.metrics.sync()
             if not paused:
                 gm.pause()
                 paused = True
@@ -350,8 +432,8 @@ class Worker:
         elapsed = now - self._last_log
         if not force and elapsed < self.settings.log_interval:
             return
-        if self.safe is not None:
-            c = self.safe.counters()
+        if self.applier is not None:
+            c = self.applier.counters()
             if c != getattr(self, "_safe_logged", None):
                 self._safe_logged = c
                 log.info("safe mode totals: %s", ", ".join(f"{k} {v}" for k, v in c.items()))
@@ -370,13 +452,3 @@ def _report_crash(task: "asyncio.Task[None]") -> None:
     if not task.cancelled() and task.exception() is not None:
         log.critical("safe mode stopped: %r; outbox rows wait for another worker's sweeper",
                      task.exception(), exc_info=task.exception())
-
-
-def _redact(url: str) -> str:
-    """A Redis URL without its password."""
-    if "@" in url and "://" in url:
-        scheme, rest = url.split("://", 1)
-        creds, host = rest.rsplit("@", 1)
-        user = creds.split(":", 1)[0]
-        return f"{scheme}://{user + ':***' if ':' in creds else user}@{host}"
-    return url

@@ -1,5 +1,24 @@
 -- gearsync: uninstall what sql/install.sql made (idempotent).
 -- The demo table test.test and its rows are kept; only gearsync's triggers on it are dropped.
+--
+-- Refused, before anything is dropped, while other triggers still call gearsync's functions
+-- (those `gearsync install` made): with the functions gone every write on their tables would
+-- fail. Run `gearsync uninstall` (or DROP TRIGGER them) first.
+DELIMITER $$
+BEGIN NOT ATOMIC
+  DECLARE still TEXT;
+  SELECT GROUP_CONCAT(CONCAT(trigger_schema, '.', trigger_name) SEPARATOR ', ') INTO still
+    FROM information_schema.triggers
+   WHERE action_statement REGEXP '(gearsync_[a-z_]+|gman_[a-z_]+|udf_json_[a-z]+)[[:space:]]*[(]'
+     AND NOT (trigger_schema = 'test' AND event_object_table IN ('test', 'test_safe')
+              AND trigger_name LIKE '%gearsync%');
+  IF still IS NOT NULL THEN
+    SET still = CONCAT('gearsync: triggers still call its functions: ', LEFT(still, 200),
+                       '; run `gearsync uninstall` first (nothing was dropped)');
+    SIGNAL SQLSTATE '45000' SET MESSAGE_TEXT = still;
+  END IF;
+END$$
+DELIMITER ;
 
 DROP TRIGGER IF EXISTS test.test_gearsync_ai;
 DROP TRIGGER IF EXISTS test.test_gearsync_au;

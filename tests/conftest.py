@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import subprocess
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
 
 import pytest
 from hypothesis import settings as hypothesis_settings
@@ -17,7 +17,9 @@ if os.environ.get("CI"):
     hypothesis_settings.load_profile("ci")
 
 from gearsync.testing.processes import WorkerProcess
-from gearsync.testing.stack import REPO_ROOT, Gearmand, RedisServer, Stack
+from gearsync.testing.stack import Gearmand, RedisServer, Stack
+
+from helpers import REPO_ROOT
 
 SO_PATH = REPO_ROOT / "build" / "gearsync_udf.so"
 
@@ -84,11 +86,24 @@ def _drain(stack: Stack, redis_client: Any) -> None:
 
 
 @pytest.fixture
-def gearmand(tmp_path: Path) -> Iterator[Gearmand]:
+def gearmand_factory(tmp_path: Path) -> Iterator[Callable[..., Gearmand]]:
+    """Start gearmands of the test's own (``factory(**Gearmand options)``); all stopped after."""
+    started: list[Gearmand] = []
+
+    def start(**kw: Any) -> Gearmand:
+        g = Gearmand(tmp_path / f"gearmand-{len(started)}", **kw).start()
+        started.append(g)
+        return g
+
+    yield start
+    for g in started:
+        g.stop()
+
+
+@pytest.fixture
+def gearmand(gearmand_factory: Callable[..., Gearmand]) -> Gearmand:
     """A gearmand of the test's own (for faults that must not disturb the session stack)."""
-    g = Gearmand(tmp_path / "gearmand")
-    with g:
-        yield g
+    return gearmand_factory()
 
 
 @pytest.fixture

@@ -18,8 +18,13 @@ from gearsync import backfill as bf
 from gearsync import install as inst
 from gearsync import verify as vf
 from gearsync.config import load, parse
+from gearsync.keys import checkpoint_key
+from gearsync.scan import plan_bounds
+from gearsync.schema import resolve
 from gearsync.progress import Progress
 from gearsync.testing.processes import WorkerProcess, wait_for
+
+from helpers import REPO_ROOT
 
 CONFIG = """
 [tables."gs_b.items"]
@@ -54,14 +59,14 @@ def gs_b(mysql: Any, redis_client: Any, tmp_path: Path, stack: Any) -> Iterator[
 
 def test_backfill_resume_and_composite_keys(gs_b: Path, mysql: Any, redis_client: Any) -> None:
     cfg = load(gs_b)
-    items, tags = inst.resolve(cfg, mysql)
+    items, tags = resolve(cfg, mysql)
     first = bf.backfill_table(items, mysql, redis_client, chunk=300, max_chunks=2, progress=False)
     assert first.rows == 600
-    assert json.loads(redis_client.get(bf.checkpoint_key("gs_b.items"))) == [600]
+    assert json.loads(redis_client.get(checkpoint_key("gs_b.items"))) == [600]
     assert redis_client.exists(b"item:600") and not redis_client.exists(b"item:601")
     res = bf.backfill(cfg, chunk=300, progress=False)
     assert [(r.table, r.rows, r.resumed_from) for r in res] == [("gs_b.items", 1400, [600]), ("gs_b.tags", 700, None)]
-    assert not redis_client.exists(bf.checkpoint_key("gs_b.items"))
+    assert not redis_client.exists(checkpoint_key("gs_b.items"))
     assert redis_client.get(b"item:2000") == b'{"id":2000,"name":"item 2000","n":4000}'
     assert redis_client.hgetall(b"tag:b:2") == {b"name": b't"2'}
     assert not redis_client.keys(b"gearsync:v:*")  # a snapshot stores no version
@@ -146,42 +151,21 @@ def test_backfill_while_writes_continue_ends_without_drift(stack: Any, gs_b: Pat
 
 
 def test_example_config_loads() -> None:
-    from gearsync.testing.stack import REPO_ROOT
-
     cfg = load(REPO_ROOT / "examples" / "gearsync.toml")
     assert {"shop.users", "shop.orders", "shop.profiles"} <= set(cfg.tables)
     assert cfg.table("shop.orders").key_columns == ("shop_id", "id")
+    posts = cfg.table("shop.posts")
+    assert posts.where == "status = 'published'" and posts.field_names == ("title", "byline", "score")
+    assert [(t.type, t.key) for t in posts.targets] == [("set", "posts:tag:{tag}"), ("zset", "posts:top"),
+                                                          ("stream", "posts:changes")]
     assert parse({"tables": {"a.b": {"key": "k:{id}"}}}).table("a.b").mode == "safe"
-
-
-def test_batch_mapping_equals_mapping_render() -> None:
-    """The fast paths of mapped_changes give what mapping.render gives (the worker's contract)."""
-    from gearsync.mapping import render
-    from gearsync.mapped import mapped_changes
-
-    rnd = random.Random(1)
-    vals = [None, 1, -5, 1.5, 12.5, "a\"b\\c\n\u00e9\U0001F600\x00", "", True, False, 10 ** 20, [1, 2], {"x": 1}]
-    rows = []
-    for i in range(500):
-        obj = {"id": i, "a": rnd.choice(vals), "b": rnd.choice(vals)}
-        rows.append((b"k:%d" % i, json.dumps(obj, separators=(", ", ": "), ensure_ascii=rnd.random() < 0.5)))
-    for spec in ({"value": "json"}, {"value": "column", "column": "a", "ttl": 9}, {"value": "hash", "ttl": 5},
-                 {"value": "json", "exclude": ["b"]}):
-        t = parse({"tables": {"a.b": {"key": "k:{id}", **spec}}}).table("a.b")
-        for (key, row), c in zip(rows, mapped_changes(t, rows)):
-            v = render(t, json.loads(row))
-            assert c.key == key and c.ttl == (None if v.kind == "delete" else v.ttl)
-            assert (c.value, c.hash) == {"string": (v.data, None), "hash": (None, v.data),
-                                         "delete": (None, None)}[v.kind], (spec, row)
 
 
 def test_parallel_backfill_partitions_and_resume(gs_b: Path, mysql: Any, redis_client: Any) -> None:
     """--jobs 3: the primary-key range split over 3 processes (composite keys too); a partition
     already done (its checkpoint gone, the plan still there) is not redone."""
-    from gearsync.backfill_parallel import backfill_parallel, plan_bounds
-
     cfg = load(gs_b)
-    items, tags = inst.resolve(cfg, mysql)
+    items, tags = resolve(cfg, mysql)
     assert plan_bounds(mysql, items, 2000, 3) == [[666], [1333]]
     assert plan_bounds(mysql, tags, 700, 2) == [["a", 699]]
     res = bf.backfill(cfg, chunk=150, progress=False, jobs=3)
@@ -193,7 +177,7 @@ def test_parallel_backfill_partitions_and_resume(gs_b: Path, mysql: Any, redis_c
     redis_client.set(b"gearsync:backfill:gs_b.items#plan", "[[666], [1333]]")
     redis_client.set(b"gearsync:backfill:gs_b.items#0", "[]")
     redis_client.set(b"gearsync:backfill:gs_b.items#2", "[1900]")
-    r = backfill_parallel(items, cfg.mysql_url, cfg.redis_url, 3, chunk=150, progress=False)  # type: ignore[arg-type]
+    r = bf.backfill_parallel(items, cfg.mysql_url, cfg.redis_url, 3, chunk=150, progress=False)  # type: ignore[arg-type]
     assert r.rows == 666 + 100 and r.resumed_from == ["partitions"]
     assert redis_client.exists(b"item:666") and not redis_client.exists(b"item:667")
     assert redis_client.exists(b"item:1901") and not redis_client.exists(b"item:1900")

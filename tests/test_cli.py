@@ -9,7 +9,6 @@ import pytest
 
 import gearsync
 from gearsync import cli
-from gearsync.settings import Settings, SettingsError, parse_servers
 
 
 def test_version(capsys: pytest.CaptureFixture[str]) -> None:
@@ -51,29 +50,6 @@ def test_bad_env_is_a_clean_error(monkeypatch: pytest.MonkeyPatch, capsys: pytes
         cli.main(["worker"])
     assert e.value.code == 2
     assert "port 'port' is not a number" in capsys.readouterr().err
-
-
-def test_parse_servers() -> None:
-    assert parse_servers("a:1, b ,[::1]:4731") == [("a", 1), ("b", 4730), ("::1", 4731)]
-    assert parse_servers("h") == [("h", 4730)]
-    with pytest.raises(SettingsError, match="IPv6"):
-        parse_servers("::1:4730")
-
-
-def test_settings_defaults_and_env() -> None:
-    s = Settings.from_env({})
-    assert s.gearman == [("127.0.0.1", 4730)]
-    assert s.redis_url == "redis://127.0.0.1:6379/0"
-    assert s.function == "syncToRedis" and s.window == 32
-    env = {"GEARSYNC_GEARMAN": "g1:4000,g2", "GEARSYNC_REDIS_URL": "redis://r:1/2",
-           "GEARSYNC_FUNCTION": "a,b", "GEARSYNC_WINDOW": "8", "GEARSYNC_LOG_LEVEL": "debug"}
-    s = Settings.from_env(env)
-    assert s.gearman == [("g1", 4000), ("g2", 4730)] and s.redis_url == "redis://r:1/2"
-    assert s.functions == ["a", "b"] and s.window == 8 and s.log_level == "DEBUG"
-    s = Settings.from_env(env, redis_url="redis://o:2/0", window=None)
-    assert s.redis_url == "redis://o:2/0" and s.window == 8
-    with pytest.raises(SettingsError, match="GEARSYNC_WINDOW"):
-        Settings.from_env({"GEARSYNC_WINDOW": "many"})
 
 
 def test_console_script_runs() -> None:

@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 
 from gearsync.envelope import (MAC_LEN, BadSignature, EnvelopeError, MalformedEnvelope, decode,
                                encode)
-from gearsync.testing.stack import REPO_ROOT
+from helpers import REPO_ROOT
 
 sys.path.insert(0, str(REPO_ROOT / "tests" / "udf"))
 import harness  # noqa: E402

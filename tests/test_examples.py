@@ -9,7 +9,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from gearsync.testing.stack import REPO_ROOT
+from helpers import REPO_ROOT
+
 
 
 def test_systemd_unit_starts_a_worker_the_cli_accepts() -> None:

@@ -17,7 +17,7 @@ from gearsync.gearman import GearmanClient, GearmanWorker, admin
 from gearsync.gearman.protocol import RES, PacketType, encode
 from gearsync.testing.stack import Gearmand, free_port
 
-from _daemons import gearmand, run, until  # noqa: F401  (fixture)
+from helpers import run, until
 
 _names = itertools.count()
 

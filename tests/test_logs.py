@@ -29,12 +29,3 @@ def test_json_lines_carry_message_level_and_extra_fields() -> None:
 def test_unknown_format_is_refused() -> None:
     with pytest.raises(ValueError, match="not one of text, json"):
         configure("INFO", "xml")
-
-
-def test_urls_are_logged_without_their_password() -> None:
-    from gearsync.worker import _redact
-
-    assert _redact("redis://:s3cret@10.0.0.5:6379/0") == "redis://:***@10.0.0.5:6379/0"
-    assert _redact("mysql://gearsync:p@ss@db:3306/") == "mysql://gearsync:***@db:3306/"
-    assert _redact("mysql://gearsync@db:3306/") == "mysql://gearsync@db:3306/"
-    assert _redact("redis://127.0.0.1:6379/0") == "redis://127.0.0.1:6379/0"

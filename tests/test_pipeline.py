@@ -12,7 +12,9 @@ from typing import Any
 
 import gearsync
 from gearsync.testing.processes import WorkerProcess, wait_for
-from gearsync.testing.stack import REPO_ROOT, Gearmand, Stack
+from gearsync.testing.stack import Gearmand, Stack
+
+from helpers import REPO_ROOT
 
 
 def _exec(conn: Any, sql: str, args: Any = None) -> list[tuple[Any, ...]]:
@@ -218,7 +220,7 @@ def test_make_install_udf_copies_into_plugin_dir(udf_so: Path, tmp_path: Path) -
 
 
 def test_demo_runs_the_whole_pipeline(udf_so: Path, tmp_path: Path) -> None:
-    res = subprocess.run([sys.executable, "-m", "gearsync.testing.demo", "--dir", str(tmp_path / "demo")],
+    res = subprocess.run([sys.executable, "-m", "gearsync.demo", "--dir", str(tmp_path / "demo")],
                          capture_output=True, text=True, timeout=180)
     assert res.returncode == 0, res.stdout + res.stderr
     assert "GET 20   -> 'bob'" in res.stdout

@@ -16,7 +16,7 @@ import pytest
 from gearsync.testing.processes import WorkerProcess, wait_for
 from gearsync.testing.stack import Stack
 
-from test_safe_mode import converge, outbox_size, redis_state, table_state  # noqa: F401
+from helpers import converge, outbox_size
 
 SWEEP = {"GEARSYNC_SWEEP_INTERVAL": "0.5", "GEARSYNC_SWEEP_AGE": "1"}
 

@@ -17,8 +17,8 @@ from typing import Any, Callable, Iterator, Tuple
 import pymysql
 import pytest
 
+from gearman_peers import grab_all
 from gearsync.envelope import decode
-from gearsync.testing.peers import grab_all
 from gearsync.testing.processes import wait_for
 from gearsync.testing.stack import Gearmand, Stack
 

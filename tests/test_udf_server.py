@@ -30,9 +30,11 @@ from typing import Any, Iterator, List
 import pymysql
 import pytest
 
-from gearsync.testing.stack import REPO_ROOT, Gearmand, MariaDB, free_port
+from gearsync.testing.stack import Gearmand, MariaDB, free_port
 from gearsync.testing.processes import wait_for
-from gearsync.testing.peers import CliWorker
+
+from helpers import REPO_ROOT
+from gearman_peers import CliWorker
 
 ASAN = os.environ.get("GEARSYNC_SERVER_ASAN") == "1"
 STRESS_ROWS = int(os.environ.get("GEARSYNC_STRESS_ROWS", "1000"))
@@ -500,7 +502,7 @@ def test_drop_every_function_then_create_again_leaks_no_thread_or_memory(db: Mar
     times, with 2 MB of records each time (the queue's pages are touched): one sender thread
     at most, none after each unload, every record delivered, mariadbd's RSS flat."""
     from gearsync.envelope import decode
-    from gearsync.testing.peers import grab_all
+    from gearman_peers import grab_all
 
     pid = db.proc.pid
     log_start = db.log_path.stat().st_size

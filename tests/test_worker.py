@@ -18,15 +18,9 @@ from gearsync import Change, ForcedShutdown, Settings, Worker, decode_payload
 from gearsync.gearman import GearmanClient, admin
 from gearsync.testing.stack import Gearmand, RedisServer
 
-from _daemons import run, until
+from helpers import run, until
 
 REPO = Path(__file__).resolve().parents[1]
-
-
-@pytest.fixture()
-def gearmand(tmp_path: Path) -> Iterator[Gearmand]:
-    with Gearmand(tmp_path / "gearmand") as g:
-        yield g
 
 
 class DurableRedis(RedisServer):

@@ -1,5 +1,5 @@
 /*
- * send.c -- gearsync_send / gearsync_send_flush / gearsync_seq: records
+ * send.c -- gearsync_send / gearsync_send_flush: records
  * handed to the library's one sender per mysqld (gs_sender.c), batched into
  * background jobs whose workload is an envelope (gs_envelope.h).
  *
@@ -35,12 +35,7 @@
  *   how many of them are still not: 0 = every record reached gearmand.
  *   Never NULL.
  *
- * SQL:   gearsync_seq() -> INTEGER
- *   CREATE FUNCTION gearsync_seq RETURNS INTEGER SONAME 'gearsync_udf.so';
- *   A fresh value of the same per-mysqld counter gearsync_send takes its
- *   versions from: max(last + 1, CLOCK_REALTIME in microseconds), strictly
- *   increasing, below 2^53 (gs_seq.h).  For triggers that store the version
- *   themselves (safe mode's outbox).  Never NULL.
+ * gearsync_seq() (seq.c) returns a value of the same counter as the versions.
  */
 #include "gearsync_udf.h"
 #include "gs_args.h"
@@ -125,11 +120,8 @@ null:
     return NULL;
 }
 
-/* ------------------------------------- gearsync_send_flush, gearsync_seq */
+/* ---------------------------------------------------- gearsync_send_flush */
 
 GS_DEFINE_INT_UDF(gearsync_send_flush,
                   gs_init_no_args("gearsync_send_flush", initid, args, message),
                   gs_sender_flush(gs_timeout_get(GS_TIMEOUT_BG)))
-GS_DEFINE_INT_UDF(gearsync_seq,
-                  gs_init_no_args("gearsync_seq", initid, args, message),
-                  (long long)gs_seq_next())

@@ -2,6 +2,8 @@
 #
 # Included by the top-level Makefile; also usable alone from the repository
 # root:  make -f udf/udf.mk udf [WERROR=1] [MYSQL_CONFIG=mariadb_config]
+# or from an installed package's data dir (gearsync/_data, which holds udf/ and
+# sql/), as `gearsync udf build` does:  make -f udf/udf.mk udf BUILD=/abs/dir
 #
 # The library is compiled against the *server's* UDF struct layout
 # ($(pkgincludedir)/server/mysql_com.h: UDF_ARGS with attributes), which must
@@ -15,7 +17,13 @@
 MYSQL_CONFIG ?= mysql_config
 CC ?= cc
 BUILD ?= build
-VERSION := $(shell sed -n 's/^__version__ = "\(.*\)"/\1/p' gearsync/__init__.py)
+# The version compiled into gearsync_udf_info() is gearsync.__version__, read from
+# gearsync/__init__.py found relative to this file: udf/../gearsync/ in a checkout,
+# gearsync/_data/udf/../../ in an installed package.  VERSION=... on the command line wins
+# (`gearsync udf build` passes the running package's).
+UDF_MK_DIR := $(patsubst %/,%,$(dir $(lastword $(MAKEFILE_LIST))))
+UDF_VERSION_FILE := $(firstword $(wildcard $(UDF_MK_DIR)/../gearsync/__init__.py $(UDF_MK_DIR)/../../__init__.py))
+VERSION := $(if $(UDF_VERSION_FILE),$(shell sed -n 's/^__version__ = "\(.*\)"/\1/p' $(UDF_VERSION_FILE)))
 
 UDF_SRCS := $(sort $(wildcard udf/*.c))
 UDF_HDRS := $(wildcard udf/*.h)
@@ -34,7 +42,8 @@ udf_mysql_includes = $(if $(shell command -v $(MYSQL_CONFIG) 2>/dev/null),\
 udf_server_includes = $(if $(wildcard $(1)/server/mysql_com.h),-I$(1)/server,\
 	$(if $(wildcard $(1)/mysql/udf_registration_types.h),,\
 	$(error no server UDF headers under '$(1)' ($(MYSQL_CONFIG) --variable=pkgincludedir): install libmariadbd-dev (run `make setup`))))
-UDF_CPPFLAGS = $(UDF_MYSQL_INCLUDES) -DGEARSYNC_VERSION=\"$(VERSION)\" -D_GNU_SOURCE
+UDF_CPPFLAGS = $(UDF_MYSQL_INCLUDES) -DGEARSYNC_VERSION=\"$(or $(VERSION),$(error no gearsync version: \
+	neither gearsync/__init__.py next to $(UDF_MK_DIR)/ nor VERSION=... given))\" -D_GNU_SOURCE
 UDF_CFLAGS := -std=gnu11 -O2 -g -fPIC -fvisibility=hidden -Wall -Wextra \
 	$(if $(filter 1,$(WERROR)),-Werror) $(UDF_EXTRA_CFLAGS)
 UDF_LDFLAGS := -shared -Wl,-z,defs -Wl,--as-needed $(UDF_EXTRA_LDFLAGS)
@@ -65,7 +74,7 @@ $(UDF_OBJDIR)/%.o: udf/%.c $(UDF_HDRS) udf/udf.mk
 	$(CC) $(UDF_CPPFLAGS) $(UDF_CFLAGS) -MMD -MP -c -o $@ $<
 
 # The version string is compiled into info.o.
-$(UDF_OBJDIR)/info.o: gearsync/__init__.py
+$(UDF_OBJDIR)/info.o: $(UDF_VERSION_FILE)
 
 udf-clean:
 	rm -rf $(UDF_OBJDIR) $(UDF_SO) $(BUILD)/test

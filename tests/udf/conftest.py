@@ -5,7 +5,7 @@ import os
 import subprocess
 import sys
 from pathlib import Path
-from typing import Callable, Iterator, List
+
 
 import pytest
 
@@ -24,20 +24,3 @@ def udf_lib() -> object:
     return harness.load()
 
 
-@pytest.fixture
-def gearmand_factory(tmp_path: Path) -> Iterator[Callable[[], Gearmand]]:
-    started: List[Gearmand] = []
-
-    def start() -> Gearmand:
-        g = Gearmand(tmp_path / f"gearmand-{len(started)}", threads=1).start()
-        started.append(g)
-        return g
-
-    yield start
-    for g in started:
-        g.stop()
-
-
-@pytest.fixture
-def gearmand(gearmand_factory: Callable[[], Gearmand]) -> Gearmand:
-    return gearmand_factory()

@@ -83,8 +83,8 @@ FUNCTIONS = {
     "gearsync_timeout_set": "int",
     "gearsync_send": "string",
     "gearsync_send_flush": "int",
-    "gearsync_seq": "int",
     "gearsync_do_timeout_set": "int",
+    "gearsync_seq": "int",
 }
 
 #: aggregate functions: they also export _clear, _add (and _reset).

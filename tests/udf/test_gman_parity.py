@@ -13,7 +13,7 @@ import harness
 from conftest import Gearmand, free_port
 from harness import Arg, Udf, call_once, init_error
 from gearsync.testing.processes import wait_for
-from gearsync.testing.peers import CliWorker
+from gearman_peers import CliWorker
 
 GEARMAN = shutil.which("gearman") or "/usr/bin/gearman"
 

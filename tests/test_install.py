@@ -12,8 +12,12 @@ from typing import Any
 import pytest
 
 from gearsync import install as inst
+from gearsync.payload import direct_change
 from gearsync.config import ConfigError, parse
-from gearsync.triggers import quote_ident
+from gearsync.quoting import quote_ident
+from gearsync.schema import resolve
+
+from gearman_peers import grab_all
 
 SCHEMA = "gs cfg`;"
 TABLE = "we`ird'; DROP TABLE canary; --"
@@ -49,7 +53,7 @@ def hostile(stack: Any, mysql: Any) -> Any:
 
 def _outbox(conn: Any) -> list[tuple[Any, ...]]:
     with conn.cursor() as cur:
-        cur.execute("SELECT source, k, old_k, op, `row` FROM gearsync.outbox ORDER BY id")
+        cur.execute("SELECT source, k, old_k, op, pk, ver FROM gearsync.outbox ORDER BY id")
         return [tuple(r) for r in cur.fetchall()]
 
 
@@ -77,8 +81,9 @@ def test_hostile_identifiers_safe_mode(hostile: Any) -> None:
         (src, b"o'rd%er:7:2", b"o'rd%er:7:1", "update"),
         (src, b"o'rd%er:7:2", None, "delete"),
     ]
-    assert json.loads(rows[0][4]) == {SHOP: 7, "id": 1, VAL: "a'b\"c", KW: 3}
-    assert json.loads(rows[1][4])[KW] == 4
+    # the row is named by its primary key (the worker reads it); versions grow in commit order
+    assert [r[4] and json.loads(r[4]) for r in rows] == [[7, 1], [7, 2], None]
+    assert 0 < rows[0][5] < rows[1][5] < rows[2][5] < 2 ** 53
     assert inst.uninstall(cfg, hostile) == [src]
     assert _triggers(hostile) == []
 
@@ -102,7 +107,7 @@ def test_triggers_command_script_through_the_client(stack: Any, hostile: Any, tm
     with hostile.cursor() as cur:
         cur.execute(f"INSERT INTO {_q(SCHEMA, TABLE)} VALUES (1, 2, 'x', 3)")
     (row,) = _outbox(hostile)
-    assert row[1] == b"o'rd%er:1:2" and json.loads(row[4]) == {"id": 2, VAL: "x"}
+    assert row[1] == b"o'rd%er:1:2" and json.loads(row[4]) == [1, 2]
     res = subprocess.run([sys.executable, "-m", "gearsync", "uninstall", "--config", str(cfg_file)],
                          capture_output=True, text=True)
     assert res.returncode == 0, res.stderr
@@ -128,15 +133,22 @@ def test_unknown_table_and_nullable_key(stack: Any, hostile: Any) -> None:
 
 
 def test_direct_mode_payload(stack: Any, hostile: Any) -> None:
-    """A direct-mode trigger's job: the outbox row's shape as JSON (read back with gman_do's
-    workload through a SELECT of the same expressions is not possible, so the SQL is checked
-    for the function and run for errors)."""
+    """A direct-mode trigger's job names the changed row (keys as hex, the primary key as JSON)."""
     cfg = parse(hostile_config("direct"))
     inst.install(cfg, hostile)
-    sql = "\n".join(inst.config_statements(inst.resolve(cfg, hostile)))
-    assert "gearsync_send('gearsync_direct', udf_json_object(" in sql
+    sql = "\n".join(inst.config_statements(resolve(cfg, hostile)))
+    assert "gearsync_send('gearsync_direct', JSON_OBJECT(" in sql and VAL not in sql  # no value column
     with hostile.cursor() as cur:  # the triggers run (gearsync_send to the stack's gearmand)
         cur.execute(f"INSERT INTO {_q(SCHEMA, TABLE)} VALUES (1, 2, 'x', 3)")
-        cur.execute(f"UPDATE {_q(SCHEMA, TABLE)} SET `id` = 5")
+        cur.execute(f"UPDATE {_q(SCHEMA, TABLE)} SET `id` = 3")
+        cur.execute("SELECT gearsync_send_flush()")
+    jobs = [direct_change(w) for _u, w in grab_all(stack.gearmand, b"gearsync_direct")]
+    src = f"{SCHEMA}.{TABLE}"
+    assert [(j.source, j.op, j.key, j.old_key, j.pk) for j in jobs] == [
+        (src, "insert", b"o'rd%er:1:2", None, "[1, 2]"), (src, "update", b"o'rd%er:1:3", b"o'rd%er:1:2", "[1, 3]")]
+    with hostile.cursor() as cur:
         cur.execute(f"DELETE FROM {_q(SCHEMA, TABLE)}")
+        cur.execute("SELECT gearsync_send_flush()")
+    (delete,) = [direct_change(w) for _u, w in grab_all(stack.gearmand, b"gearsync_direct")]
+    assert (delete.op, delete.key, delete.pk) == ("delete", b"o'rd%er:1:3", None)
     assert _outbox(hostile) == []

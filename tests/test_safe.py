@@ -19,6 +19,8 @@ import gearsync
 from gearsync.testing.processes import WorkerProcess, wait_for
 from gearsync.testing.stack import Stack
 
+from helpers import converge, execute as _exec, redis_state
+
 NAMES = {
     "quotes": "it's \"quoted\" `and` back`ticked",
     "backslash": "C:\\path\\to \\n not a newline",
@@ -31,45 +33,6 @@ NAMES = {
     "json_lookalike": '{"id": 99, "name": "evil"}',
     "number_text": "007",
 }
-
-
-def _exec(conn: Any, sql: str, args: Any = None) -> list[tuple[Any, ...]]:
-    with conn.cursor() as cur:
-        cur.execute(sql, args)
-        return list(cur.fetchall())
-
-
-def redis_state(r: Any) -> dict[bytes, bytes]:
-    """Every ``test_safe:*`` key of Redis with its value."""
-    keys = sorted(r.scan_iter(match=b"test_safe:*", count=1000))
-    return dict(zip(keys, r.mget(keys))) if keys else {}
-
-
-def table_state(conn: Any) -> dict[bytes, bytes]:
-    """What Redis must hold for test.test_safe: a key per row whose name is not NULL."""
-    rows = _exec(conn, "SELECT id, name FROM test.test_safe")
-    return {f"test_safe:{i}".encode(): n.encode() for i, n in rows if n is not None}
-
-
-def outbox_size(conn: Any) -> int:
-    return int(_exec(conn, "SELECT COUNT(*) FROM gearsync.outbox")[0][0])
-
-
-def converge(conn: Any, r: Any, timeout: float = 30.0) -> float:
-    """Wait until the outbox is empty and Redis equals the table; the seconds it took."""
-    t0 = time.monotonic()
-    try:
-        wait_for(lambda: outbox_size(conn) == 0 and redis_state(r) == table_state(conn), timeout, 0.05,
-                 "Redis to equal test.test_safe with an empty outbox")
-    except AssertionError:
-        want, got = table_state(conn), redis_state(r)
-        missing = {k: v for k, v in want.items() if k not in got}
-        phantom = {k: v for k, v in got.items() if k not in want}
-        stale = {k: (got[k], v) for k, v in want.items() if k in got and got[k] != v}
-        raise AssertionError(f"outbox {outbox_size(conn)} rows; {len(missing)} missing {list(missing)[:5]}, "
-                             f"{len(phantom)} phantom {list(phantom)[:5]}, {len(stale)} stale "
-                             f"{list(stale.items())[:5]}") from None
-    return time.monotonic() - t0
 
 
 def test_insert_update_pk_change_delete_and_null(safe_worker: WorkerProcess, safe_mysql: Any,
@@ -237,8 +200,8 @@ def test_long_transaction_does_not_stall_the_worker(stack: Stack, tmp_path: Path
     print(f"long transaction: applied by the sweeper {took:.2f} s after its commit")
 
 
-def test_status_reports_lag_and_reachability(stack: Stack, safe_mysql: Any, redis_client: Any) -> None:
-    host, port = stack.gearmand.host, stack.gearmand.port
+def test_status_reports_lag_and_reachability(stack: Stack, safe_mysql: Any, redis_client: Any, gearmand: Any) -> None:
+    host, port = gearmand.host, gearmand.port  # an idle gearmand of its own: no queue left by other tests
     st = gearsync.status(stack.mysql_url, stack.redis_url, [(host, port)])
     assert st.ok and st.outbox_size == 0 and st.oldest_age is None
     _exec(safe_mysql, "INSERT INTO gearsync.outbox (source, k, op, created) "
@@ -322,11 +285,11 @@ def test_status_shows_queue_depth_and_workers_per_function(stack: Stack, gearman
     with GearmanClient(gearmand.host, gearmand.port) as c:
         c.submit_many("syncToRedis", [b'{"id": 1, "name": "x"}'] * 3)
     st = gearsync.status(gearman=[(gearmand.host, gearmand.port)])
-    assert st.ok
     assert st.gearman[gearmand.address]["syncToRedis"] == {"queued": 3, "running": 0, "workers": 0}
+    assert st.problems == [f"gearman {gearmand.address}: 3 jobs queued for syncToRedis and no worker"]
     res = subprocess.run([sys.executable, "-m", "gearsync", "status", "--gearman", gearmand.address,
                           "--redis-url", stack.redis_url], capture_output=True, text=True, timeout=30)
-    assert res.returncode == 0, res.stderr
+    assert res.returncode == 1, res.stderr  # jobs waiting and nobody to take them
     assert "syncToRedis: 3 queued (0 running), 0 workers" in res.stdout
     res = subprocess.run([sys.executable, "-m", "gearsync", "status", "--json", "--gearman", gearmand.address,
                           "--redis-url", stack.redis_url], capture_output=True, text=True, timeout=30)

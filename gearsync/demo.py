@@ -1,7 +1,8 @@
 """`make demo`: the whole pipeline on a throwaway local stack.
 
-Starts MariaDB (UDFs loaded from build/), gearmand and Redis on free loopback ports under
-.run/demo, applies sql/install.sql, runs a `gearsync worker`, writes rows to the seed's demo
+Starts MariaDB (UDFs loaded from a checkout's build/, or from an installed package after
+`gearsync udf build`), gearmand and Redis on free loopback ports under .run/demo, applies
+sql/install.sql, runs a `gearsync worker`, writes rows to the seed's demo
 table `test.test` and prints what Redis holds after each statement, then stops everything.
 """
 
@@ -13,8 +14,8 @@ import sys
 import time
 from typing import Any
 
-from gearsync.testing.processes import WaitTimeout, WorkerProcess, wait_for
-from gearsync.testing.stack import REPO_ROOT, Stack
+from .testing.processes import WaitTimeout, WorkerProcess, wait_for
+from .testing.stack import Stack
 
 _EMOJI = 'tab\there, quote " and emoji \U0001f680'.encode()
 #: Direct mode: the seed's demo table test.test -> SET <id> <name> / DEL <id>.
@@ -51,9 +52,9 @@ def _snapshot(r: Any, pattern: str = "*") -> dict[bytes, bytes]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m gearsync.testing.demo", description=__doc__,
+    ap = argparse.ArgumentParser(prog="python -m gearsync.demo", description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--dir", default=str(REPO_ROOT / ".run" / "demo"), help="where the daemons keep their data")
+    ap.add_argument("--dir", default=".run/demo", help="where the daemons keep their data")
     ap.add_argument("--keep", action="store_true", help="leave the data directory in place afterwards")
     opts = ap.parse_args(argv)
 
