@@ -16,7 +16,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Callable, NamedTuple
 
-__all__ = ["SET", "DELETE", "Change", "TableChange", "TableHandler", "Value", "VersionedChange", "OutboxRow"]
+__all__ = ["SET", "DELETE", "Change", "TableChange", "TableHandler", "Value", "VersionedChange", "OutboxRow", "as_versioned"]
 
 SET = "set"
 DELETE = "delete"
@@ -109,3 +109,9 @@ class VersionedChange(NamedTuple):
         if value.kind == "redisjson":
             return cls(key, version, value.data, None, value.ttl, b"j")  # type: ignore[arg-type]
         return cls(key, version, None)
+
+
+def as_versioned(c: Change, version: int) -> VersionedChange:
+    """A plain change (the seed's payload) as a versioned write."""
+    key = c.key.encode("utf-8", "surrogatepass")
+    return VersionedChange(key, version, None if c.value is None else c.value.encode("utf-8", "surrogatepass"))

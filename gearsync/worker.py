@@ -19,15 +19,15 @@ import asyncio
 import logging
 import signal
 import time
-from typing import Any, Awaitable, Callable, Iterable, TypeVar, Union
+from typing import Any, Awaitable, Callable, TypeVar
 
-from . import payload
 from .applier import TableApplier
-from .changes import Change, VersionedChange
+from .changes import Change
 from .envelope import BadSignature
 from .envelope import decode as decode_envelope
 from .connections import redact
 from .gearman.worker import GearmanWorker, Job
+from .jobs import Handler, KeyRefused, Record, default_handler
 from .keys import reserved
 from .metrics import WorkerMetrics, render, use_multiprocess
 from .constants import DEAD_LETTERS
@@ -43,51 +43,8 @@ log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 
-HandlerResult = Union[Change, Iterable[Change], None]
-#: A handler turns one job's change (a :class:`Record`: ``handle``, ``function``, ``unique``,
-#: ``workload``, ``version``) into the changes to apply (None: nothing to write).
-Handler = Callable[["Record"], HandlerResult]
-
-
-class Record:
-    """One change of a job, what a handler receives: a job's ``handle``, ``function`` and
-    ``unique``, the change's ``workload`` (one record of a gearsync_send envelope, or the whole
-    workload of any other job) and its ``version`` (0: none)."""
-
-    __slots__ = ("job", "workload", "version")
-
-    def __init__(self, job: Job, workload: bytes, version: int) -> None:
-        self.job, self.workload, self.version = job, workload, version
-
-    @property
-    def handle(self) -> bytes:
-        return self.job.handle
-
-    @property
-    def function(self) -> bytes:
-        return self.job.function
-
-    @property
-    def unique(self) -> bytes:
-        return self.job.unique
-
-
-def _versioned(c: Change, version: int) -> VersionedChange:
-    key = c.key.encode("utf-8", "surrogatepass")
-    return VersionedChange(key, version, None if c.value is None else c.value.encode("utf-8", "surrogatepass"))
-
-
-class KeyRefused(ValueError):
-    """A job asked to write one of gearsync's own keys (``gearsync:…``)."""
-
-
 class ForcedShutdown(BaseException):
     """Second stop signal: leave now (BaseException, so ``except Exception`` cannot eat it)."""
-
-
-def default_handler(job: "Record") -> list[Change]:
-    """The seed contract: the workload is the JSON payload of :mod:`gearsync.payload`."""
-    return payload.changes(job.workload)
 
 
 class Worker:
@@ -360,33 +317,19 @@ class Worker:
 
     async def _apply(self, changes: list[Change], versions: list[int], owners: list[int], ok: list[Job],
                      gm: GearmanWorker, sink: RedisSink) -> bool:
-        """Write the batch: changes without a version (the seed's jobs, gman_do_background) as
-        plain SET/DEL, those with one (gearsync_send's envelopes) through the versioned script,
-        so a job re-sent or requeued behind newer ones cannot leave an older value behind."""
-        plain = [i for i, v in enumerate(versions) if not v]
-        versioned = [i for i, v in enumerate(versions) if v]
-
-        async def write() -> list[Any]:
-            out: list[Any] = [None] * len(changes)
-            if plain:
-                for i, r in zip(plain, await sink.apply([changes[i] for i in plain])):
-                    out[i] = r
-            if versioned:
-                vc = [_versioned(changes[i], versions[i]) for i in versioned]
-                for i, r in zip(versioned, await sink.apply_versioned(vc, self.settings.tombstone_ttl)):
-                    out[i] = r
-            return out
-
-        written, results = await self._until_written(write, gm, len(ok))
+        """Write the batch (see RedisSink.apply_changes), keep what Redis refused for good in the
+        dead letters, then complete the jobs."""
+        written, results = await self._until_written(
+            lambda: sink.apply_changes(changes, versions, self.settings.tombstone_ttl), gm, len(ok))
         if not written:
             return False
         assert results is not None
-        self.writes_stale += sum(1 for i in versioned if results[i] == STALE)
-        for i in versioned:
-            if results[i] == CORRUPT:
+        self.writes_stale += sum(1 for r, v in zip(results, versions) if v and r == STALE)
+        for r, v, c in zip(results, versions, changes):
+            if v and r == CORRUPT:
                 self.keys_refused += 1
                 log.error("%r not written: its stored version is not a number (written by hand?); "
-                          "`gearsync verify --repair` resets it", changes[i].key)
+                          "`gearsync verify --repair` resets it", c.key)
         bad: dict[int, Exception] = {}
         for i, r in enumerate(results):
             if isinstance(r, Exception):
