@@ -75,7 +75,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     w.add_argument("--gearman", metavar="HOST[:PORT][,...]", type=_servers,
                    help="gearmand servers (default 127.0.0.1:4730; port defaults to 4730)")
-    w.add_argument("--redis-url", metavar="URL", help="Redis URL (default redis://127.0.0.1:6379/0)")
+    w.add_argument("--redis-url", metavar="URL", help="Redis URL (default redis://127.0.0.1:6379/0; a cluster: "
+                   "redis+cluster://host:port,host:port; Sentinel: redis+sentinel://host:port,…/service/db)")
+    w.add_argument("--redis-replicas", metavar="N", type=int, help="a batch is done once N replicas of its "
+                   "primary have it (Redis WAIT; GEARSYNC_REDIS_REPLICAS; 0)")
     w.add_argument("--function", metavar="NAME", action="append", dest="functions",
                    help="Gearman function to serve (repeatable; default syncToRedis)")
     w.add_argument("--window", metavar="N", type=_positive, help="GRAB requests kept outstanding per server (32)")
@@ -165,7 +168,7 @@ def build_parser() -> argparse.ArgumentParser:
 #: Options each command hands to Settings.load (the rest are the command's own).
 _SETTINGS = ("config_path", "gearman", "redis_url", "functions", "window", "batch_size", "log_level",
              "mysql_url", "sweep_interval", "sweep_age", "tombstone_ttl", "metrics_port", "log_format",
-             "concurrency")
+             "concurrency", "redis_replicas")
 
 
 def main(argv: Sequence[str] | None = None) -> int:

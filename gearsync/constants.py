@@ -11,6 +11,7 @@ __all__ = [
     "DEFAULT_GEARMAN_PORT", "DEFAULT_GEARMAN", "DEFAULT_REDIS_URL", "SEED_FUNCTION", "SAFE_FUNCTION",
     "DIRECT_FUNCTION", "OUTBOX_SCHEMA", "OUTBOX_TABLE", "KEY_PREFIX", "VERSION_PREFIX", "CHECKPOINT_PREFIX",
     "DEFAULT_TOMBSTONE_TTL", "DEFAULT_CONFIG_FILE", "DEFAULT_CHUNK", "DEAD_LETTERS", "DEAD_LETTERS_MAX",
+    "LOCK_PREFIX", "SYNC_PREFIX", "DEFAULT_SENTINEL_PORT", "DEFAULT_REDIS_PORT",
 ]
 
 # -- connections ---------------------------------------------------------------------------------
@@ -18,6 +19,9 @@ DEFAULT_GEARMAN_PORT = 4730
 #: gearmand servers a worker listens on when nothing else is said.
 DEFAULT_GEARMAN = "127.0.0.1:4730"
 DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
+DEFAULT_REDIS_PORT = 6379
+#: The port of a sentinel in a ``redis+sentinel://`` URL that names none.
+DEFAULT_SENTINEL_PORT = 26379
 #: The TOML file read when neither --config nor GEARSYNC_CONFIG names one (commands that need it).
 DEFAULT_CONFIG_FILE = "gearsync.toml"
 
@@ -45,6 +49,10 @@ CHECKPOINT_PREFIX = KEY_PREFIX + b"backfill:"
 DEAD_LETTERS = KEY_PREFIX + b"dead"
 #: Entries kept in it (XADD MAXLEN ~).
 DEAD_LETTERS_MAX = 100_000
+#: ``gearsync:lock:<what>``: held by one of many processes (a table's backfill, a refresh).
+LOCK_PREFIX = KEY_PREFIX + b"lock:"
+#: ``gearsync:sync:{<tag>}``: written before a WAIT on a cluster primary (see gearsync.keys.sync_key).
+SYNC_PREFIX = KEY_PREFIX + b"sync:"
 
 # -- defaults ------------------------------------------------------------------------------------
 #: Seconds a delete's versioned tombstone stays in Redis.

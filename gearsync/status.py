@@ -2,7 +2,9 @@
 
 The outbox size and the age of its oldest row (the safe-mode lag: a row leaves the outbox when
 it has been applied), each gearmand's queue depth and worker count per function (its admin
-protocol), and whether MariaDB, Redis and every gearmand answer.
+protocol), and whether MariaDB, Redis and every gearmand answer. For a Redis Cluster every
+node is asked (``PING``) and the cluster must say ``cluster_state:ok``; for a Sentinel URL the
+sentinels must name a primary that answers.
 """
 
 from __future__ import annotations
@@ -11,13 +13,12 @@ import json
 from dataclasses import asdict, dataclass, field
 from typing import Any, Mapping, Optional, Sequence
 
-import redis
-
 from .config import TableConfig
 from .connections import connect_mysql
 from .constants import DEAD_LETTERS
 from .gearman import admin
 from .outbox import Outbox, installed
+from .redis_clients import is_cluster, sync_client
 from .schema import drift
 
 __all__ = ["Status", "status"]
@@ -37,6 +38,8 @@ class Status:
     tables: dict[str, list[str]] = field(default_factory=dict)
     #: Entries in the dead-letter stream gearsync:dead (changes Redis refused for good), None if unknown.
     dead_letters: Optional[int] = None
+    #: What the Redis URL reached: "redis host:port", "cluster of N primaries, M replicas", …
+    redis_topology: Optional[str] = None
 
     @property
     def ok(self) -> bool:
@@ -64,7 +67,8 @@ class Status:
         for table, problems in self.tables.items():
             lines.append(f"table {table}: " + ("ok" if not problems else "DRIFT: " + "; ".join(problems)))
         for name, err in self.errors.items():
-            lines.append(f"{name}: {'ok' if err is None else 'UNREACHABLE: ' + err}")
+            where = f" ({self.redis_topology})" if name == "redis" and self.redis_topology else ""
+            lines.append(f"{name}: {'ok' + where if err is None else 'UNREACHABLE: ' + err}")
             for fn, q in sorted(self.gearman.get(name[len("gearman "):], {}).items()) if name.startswith("gearman ") else ():
                 lines.append(f"  {fn}: {q['queued']} queued ({q['running']} running), {q['workers']} workers")
         return "\n".join(lines)
@@ -107,9 +111,9 @@ def status(mysql_url: str | None = None, redis_url: str | None = None,
             ob.close()
     if redis_url:
         try:
-            client = redis.Redis.from_url(redis_url, socket_timeout=timeout, socket_connect_timeout=timeout)
+            client = sync_client(redis_url, socket_timeout=timeout, connect_timeout=timeout)
             try:
-                client.ping()
+                st.redis_topology = _topology(client)
                 st.dead_letters = int(client.xlen(DEAD_LETTERS))
             finally:
                 client.close()
@@ -126,3 +130,23 @@ def status(mysql_url: str | None = None, redis_url: str | None = None,
         except Exception as e:
             st.errors[f"gearman {host}:{port}"] = f"{type(e).__name__}: {e}"
     return st
+
+
+def _topology(client: Any) -> str:
+    """PING what ``client`` reaches and say what it is; raises when a part does not answer."""
+    if not is_cluster(client):
+        client.ping()
+        pool = client.connection_pool
+        host, port = pool.connection_kwargs.get("host"), pool.connection_kwargs.get("port")
+        if host is None:  # a Sentinel's primary: ask where it is
+            info = client.info("server")
+            return f"primary on port {info.get('tcp_port')} (via Sentinel)"
+        return f"{host}:{port}"
+    nodes = client.get_nodes()
+    client.ping(target_nodes=client.ALL_NODES)  # raises if one does not answer
+    info = client.cluster_info(target_nodes=client.get_default_node())
+    state = info.get("cluster_state") if isinstance(info, dict) else None
+    if state not in ("ok", b"ok"):
+        raise RuntimeError(f"cluster_state is {state!r}")
+    primaries = len(client.get_primaries())
+    return f"cluster of {primaries} primaries, {len(nodes) - primaries} replicas, state ok"

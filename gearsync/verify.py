@@ -10,7 +10,7 @@ the expected value is byte-identical to the worker's) one pipeline reads the key
 
 **Orphans** are keys matching the table's key template as a glob (``order:{shop_id}:{id}`` →
 ``order:*:*``, literal ``*?[]\\`` escaped) that no row maps to: a ``SCAN MATCH`` after the rows
-were read, against the set of their keys (held in memory: about 100 bytes per row). Keys
+were read (on every primary of a Redis Cluster), against the set of their keys (held in memory: about 100 bytes per row). Keys
 under ``gearsync:`` are never orphans. Two tables whose templates overlap (``user:{id}`` and
 ``user:{id}:x``) would see each other's keys as orphans: give them disjoint prefixes.
 
@@ -26,15 +26,13 @@ import logging
 from dataclasses import dataclass, field
 from typing import Any, Sequence
 
-import redis as redis_lib
-
 from .changes import VersionedChange
 from .config import Config
-from .connections import endpoints
-from .constants import DEFAULT_CHUNK, DEFAULT_REDIS_URL, VERSION_PREFIX
-from .keys import key_pattern, reserved
+from .constants import DEFAULT_CHUNK, DEFAULT_REDIS_URL
+from .keys import key_pattern, reserved, version_key
 from .mapping import row_changes
 from .progress import Progress
+from .redis_clients import endpoints, is_cluster
 from .scan import TableReader, count_rows
 from .schema import ResolvedTable, resolve
 from .versioned import APPLIED, ScriptRunner
@@ -114,7 +112,7 @@ def _stored(ver: Any, ceiling: int | None) -> tuple[int | bytes, bool]:
     return v, False
 
 
-def verify_table(rt: ResolvedTable, conn: Any, client: "redis_lib.Redis", *, repair: bool = False,
+def verify_table(rt: ResolvedTable, conn: Any, client: Any, *, repair: bool = False,
                  chunk: int = DEFAULT_CHUNK, progress: bool = True, runner: ScriptRunner | None = None,
                  scan_count: int = 1000) -> TableReport:
     rep = TableReport(rt.name)
@@ -122,6 +120,7 @@ def verify_table(rt: ResolvedTable, conn: Any, client: "redis_lib.Redis", *, rep
     ceiling = version_ceiling(conn)
     bar = Progress(f"verify {rt.name}", count_rows(conn, rt), enabled=progress)
     hashed = rt.cfg.value == "hash"
+    tagged = is_cluster(client)
     seen: set[bytes] = set()
     for _last, batch in TableReader(rt.cfg, lambda: conn, rt).chunks(None, chunk):
         changes = row_changes(rt.cfg, batch)
@@ -134,7 +133,7 @@ def verify_table(rt: ResolvedTable, conn: Any, client: "redis_lib.Redis", *, rep
             else:
                 pipe.type(c.key)
                 pipe.get(c.key)
-            pipe.get(VERSION_PREFIX + c.key)
+            pipe.get(version_key(c.key, tagged))
         replies = pipe.execute(raise_on_error=False)
         fixes: list[VersionedChange] = []
         for i, c in enumerate(changes):
@@ -156,14 +155,17 @@ def verify_table(rt: ResolvedTable, conn: Any, client: "redis_lib.Redis", *, rep
             rep.repaired += runner.run(fixes, "cas").count(APPLIED)
     orphans: list[VersionedChange] = []
     pattern = key_pattern(rt.cfg.key)
-    for key in client.scan_iter(match=pattern, count=scan_count):
+    for key in client.scan_iter(match=pattern, count=scan_count):  # a cluster's: every primary
         if key in seen or reserved(key):
             continue
         rep.note("orphaned", key)
         orphans.append(VersionedChange(key, 0, None))
     if repair and orphans:
         assert runner is not None
-        vers = client.mget([VERSION_PREFIX + o.key for o in orphans])
+        pipe = client.pipeline(transaction=False)  # one GET each: a cluster's are in many slots
+        for o in orphans:
+            pipe.get(version_key(o.key, tagged))
+        vers = pipe.execute()
         rep.repaired += runner.run([o._replace(version=_stored(v, ceiling)[0]) for o, v in zip(orphans, vers)],
                                    "cas").count(APPLIED)
     bar.close()

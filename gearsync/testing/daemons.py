@@ -16,9 +16,9 @@ import socket
 import subprocess
 import time
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Mapping, Sequence
 
-__all__ = ["Daemon", "RedisServer", "Gearmand", "free_port", "StackError"]
+__all__ = ["Daemon", "RedisServer", "Gearmand", "free_port", "StackError", "which"]
 
 
 class StackError(RuntimeError):
@@ -36,6 +36,11 @@ def _port_open(port: int, host: str = "127.0.0.1") -> bool:
     with contextlib.suppress(OSError), socket.create_connection((host, port), timeout=0.2):
         return True
     return False
+
+
+def which(*names: str) -> str:
+    """The path of the first of ``names`` installed (also looked for in /usr/sbin, /usr/bin)."""
+    return _which(*names)
 
 
 def _which(*names: str) -> str:
@@ -173,13 +178,21 @@ class Daemon:
 
 
 class RedisServer(Daemon):
+    """``redis-server`` without persistence; ``args`` are more of its options (e.g.
+    ``["--replicaof", "127.0.0.1", "6380"]`` or the cluster options of gearsync.testing.redis_cluster)."""
+
     name = "redis"
+
+    def __init__(self, workdir: Path, port: int | None = None, env: Mapping[str, str] | None = None,
+                 args: Sequence[str] = ()) -> None:
+        super().__init__(workdir, port, env=env)
+        self.args = list(args)
 
     def argv(self) -> list[str]:
         return [
             _which("redis-server"), "--port", str(self.port), "--bind", self.host,
             "--save", "", "--appendonly", "no", "--dir", str(self.workdir),
-            "--daemonize", "no", "--protected-mode", "no", "--loglevel", "warning",
+            "--daemonize", "no", "--protected-mode", "no", "--loglevel", "warning", *self.args,
         ]
 
     @property
