@@ -24,7 +24,7 @@ cluster client was told to read the topology again (``CLUSTER SLOTS``) on its ne
 from __future__ import annotations
 
 import logging
-from typing import Any, Hashable, Sequence, TypeVar
+from typing import Any, Sequence, TypeVar
 
 from redis.exceptions import (AskError, ClusterDownError, MovedError, RedisClusterException, SlotNotCoveredError,
                               TryAgainError)
@@ -60,28 +60,39 @@ class Pipe:
         self.waits = 0          # WAIT barriers run
         self.waits_short = 0    # of them, answered by fewer replicas than asked
 
-    def group(self, keys: Sequence[T], key: Any = None) -> list[list[int]]:
-        """Indices of ``keys`` grouped so that each group can be one multi-key command: one
-        group per slot in a cluster (in order of first appearance, each in order), else one.
-        ``key`` maps an item to its Redis key."""
+    def group(self, keys: Sequence[T], key: Any = None) -> list[tuple[int | None, list[int]]]:
+        """Indices of ``keys`` grouped so that each group can be one multi-key command, with
+        its slot: one group per slot in a cluster (in order of first appearance, each in
+        order), else one group (slot None). ``key`` maps an item to its Redis key."""
         if not keys:
             return []
         if not self.cluster:
-            return [list(range(len(keys)))]
-        groups: dict[Hashable, list[int]] = {}
+            return [(None, list(range(len(keys))))]
+        groups: dict[int, list[int]] = {}
         for i, item in enumerate(keys):
             groups.setdefault(key_slot(key(item) if key else item), []).append(i)  # type: ignore[arg-type]
-        return list(groups.values())
+        return list(groups.items())
 
-    async def run(self, commands: Sequence[Sequence[Any]]) -> list[Any]:
-        """Send ``commands`` (each within one slot) in one pipelined round trip per node; the
-        answers in order (an error answer is returned, not raised). Raises SinkUnavailable
-        when Redis is unreachable, or the replicas did not acknowledge."""
+    async def run(self, commands: Sequence[Sequence[Any]], slots: Sequence[int | None] | None = None) -> list[Any]:
+        """Send ``commands`` (each within one slot: ``slots``, when the caller knows them) in one
+        pipelined round trip per node; the answers in order (an error answer is returned, not
+        raised). Raises SinkUnavailable when Redis is unreachable, or the replicas did not
+        acknowledge."""
         if not commands:
             return []
         pipe = self.client.pipeline(transaction=False)
-        for args in commands:
-            pipe.execute_command(*args)
+        if self.cluster and slots is not None:  # routed here: redis-py need not find each command's keys
+            if self.client._initialize:
+                await self._initialize()
+            owner = self.client.nodes_manager.get_node_from_slot
+            for args, slot in zip(commands, slots):
+                if slot is None:
+                    pipe.execute_command(*args)
+                else:
+                    pipe.execute_command(*args, target_nodes=owner(slot))
+        else:
+            for args in commands:
+                pipe.execute_command(*args)
         wait = self.replicas > 0 and not self.cluster
         if wait:
             pipe.execute_command("WAIT", self.replicas, self.replica_timeout_ms)
@@ -157,6 +168,16 @@ class Pipe:
                 raise SinkUnavailable(f"WAIT on {node.name}: its marker write failed: {type(marker).__name__}: "
                                       f"{marker}")
             self._check_wait(replies[2 * i + 1], node.name)
+
+    async def _initialize(self) -> None:
+        try:
+            await self.client.initialize()
+        except _UNREACHABLE as e:
+            await self._lost(e)
+            raise SinkUnavailable(f"{type(e).__name__}: {e}") from e
+        except RedisClusterException as e:
+            await self._lost(e)
+            raise SinkUnavailable(f"{type(e).__name__}: {e}") from e
 
     async def _lost(self, e: BaseException) -> None:
         """After a connection error or a stale map: a cluster client reads the topology again on

@@ -65,6 +65,7 @@ class RedisSink:
         if not changes:
             return []
         commands: list[tuple[Any, ...]] = []
+        slots: list[int | None] = []
         covers: list[list[int]] = []  # the changes each command applies
         i, n = 0, len(changes)
         while i < n:
@@ -75,8 +76,9 @@ class RedisSink:
             while j < n and changes[j].op == op:
                 j += 1
             run = list(range(i, j))
-            for group in self.pipe.group(run, key=lambda k: changes[k].key):
+            for slot, group in self.pipe.group(run, key=lambda k: changes[k].key):
                 idx = [run[g] for g in group]
+                slots.append(slot)
                 if op == SET:
                     mapping: dict[str, str] = {}
                     for k in idx:
@@ -86,7 +88,7 @@ class RedisSink:
                     commands.append(("DEL", *dict.fromkeys(changes[k].key for k in idx)))
                 covers.append(idx)
             i = j
-        replies = await self.pipe.run(commands)
+        replies = await self.pipe.run(commands, slots)
         for reply in replies:  # SET and DEL are idempotent: the batch is replayed whole
             if isinstance(reply, Exception) and retryable(reply):
                 raise SinkUnavailable(f"{type(reply).__name__}: {reply}")
@@ -97,9 +99,9 @@ class RedisSink:
                     out[k] = reply
         return out
 
-    def _calls(self, changes: Sequence[VersionedChange]) -> list[list[int]]:
-        """The changes of each EVALSHA call: at most CHUNK, of one slot in a cluster."""
-        return [g[i:i + CHUNK] for g in self.pipe.group(changes, key=lambda c: c.key)
+    def _calls(self, changes: Sequence[VersionedChange]) -> list[tuple[int | None, list[int]]]:
+        """The changes of each EVALSHA call (with its slot): at most CHUNK, of one slot in a cluster."""
+        return [(slot, g[i:i + CHUNK]) for slot, g in self.pipe.group(changes, key=lambda c: c.key)
                 for i in range(0, len(g), CHUNK)]
 
     def _evalsha(self, changes: Sequence[VersionedChange], ttl: int, mode: str) -> tuple[Any, ...]:
@@ -129,7 +131,8 @@ class RedisSink:
         for attempt in (1, 2):
             if self._sha is None:
                 self._sha = await self._load()
-            replies = await self.pipe.run([self._evalsha([changes[i] for i in idx], ttl, mode) for idx in calls])
+            replies = await self.pipe.run([self._evalsha([changes[i] for i in idx], ttl, mode) for _, idx in calls],
+                                          [slot for slot, _ in calls])
             errors = [r for r in replies if isinstance(r, Exception)]
             if not errors:
                 break
@@ -143,7 +146,7 @@ class RedisSink:
                 raise SinkUnavailable(f"{type(retry).__name__}: {retry}")
             break
         out: list[Any] = [None] * len(changes)
-        for idx, reply in zip(calls, replies):
+        for (_, idx), reply in zip(calls, replies):
             if isinstance(reply, Exception):  # a change of this call can never be written: find which
                 results = await self._one_by_one([changes[i] for i in idx], ttl, mode)
             else:

@@ -17,6 +17,7 @@ if os.environ.get("CI"):
     hypothesis_settings.load_profile("ci")
 
 from gearsync.testing.processes import WorkerProcess
+from gearsync.testing.redis_cluster import RedisCluster
 from gearsync.testing.stack import Gearmand, RedisServer, Stack
 
 from helpers import REPO_ROOT
@@ -142,3 +143,21 @@ def safe_worker(stack: Stack, tmp_path: Path, safe_mysql: Any, redis_client: Any
     w.start()
     yield w
     w.stop()
+
+
+# -- Redis Cluster ------------------------------------------------------------------------------
+@pytest.fixture(scope="session")
+def redis_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisCluster]:
+    """A Redis Cluster of 3 primaries with a replica each, for the session (tests that kill or
+    reshard nodes start their own)."""
+    with RedisCluster(tmp_path_factory.mktemp("cluster"), primaries=3, replicas=1) as c:
+        yield c
+
+
+@pytest.fixture
+def cluster(redis_cluster: RedisCluster) -> RedisCluster:
+    """The session's cluster, emptied (FLUSHALL on every primary) and ok."""
+    redis_cluster.wait_ok()
+    for n in redis_cluster.primaries():
+        n.client().flushall()
+    return redis_cluster

@@ -37,10 +37,16 @@ def execute(conn: Any, sql: str, args: Any = None) -> list[tuple[Any, ...]]:
         return list(cur.fetchall())
 
 
-def redis_state(r: Any) -> dict[bytes, bytes]:
-    """Every ``test_safe:*`` key of Redis with its value."""
-    keys = sorted(r.scan_iter(match=b"test_safe:*", count=1000))
-    return dict(zip(keys, r.mget(keys))) if keys else {}
+def redis_state(r: Any, match: bytes = b"test_safe:*") -> dict[bytes, bytes]:
+    """Every key of Redis matching ``match`` with its value (a Redis Cluster client scans every
+    primary; one GET per key, so keys of any slot)."""
+    keys = sorted(set(r.scan_iter(match=match, count=1000)))
+    if not keys:
+        return {}
+    pipe = r.pipeline(transaction=False)
+    for k in keys:
+        pipe.get(k)
+    return {k: v for k, v in zip(keys, pipe.execute()) if v is not None}
 
 
 def table_state(conn: Any) -> dict[bytes, bytes]:

@@ -65,7 +65,7 @@ class RedisCluster:
             self.nodes.append(RedisServer(self.workdir / f"node-{i}", port, args=[
                 "--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf",
                 "--cluster-node-timeout", str(node_timeout_ms), "--cluster-replica-validity-factor", "0",
-                "--cluster-allow-replica-migration", "no"]))
+                "--cluster-allow-replica-migration", "no", "--repl-diskless-sync-delay", "0"]))
 
     # -- lifecycle --------------------------------------------------------------------------
     def start(self) -> "RedisCluster":
@@ -171,9 +171,26 @@ class RedisCluster:
                 return False
         return len(views) == 1 and sum(b - a + 1 for a, b, _ in next(iter(views))) == 16384
 
+    def replicas_online(self) -> bool:
+        """Every running replica is online at its primary (its first full sync is done)."""
+        for n in self.nodes:
+            if not n.running:
+                continue
+            try:
+                info = self.client(n).info("replication")
+            except Exception:
+                return False
+            if info.get("role") == "slave" and info.get("master_link_status") != "up":
+                return False
+            if info.get("role") == "master" and any(
+                    isinstance(v, dict) and v.get("state") != "online" for k, v in info.items() if k.startswith("slave")):
+                return False
+        return True
+
     def wait_ok(self, timeout: float = 60.0) -> None:
+        """Until :meth:`state_ok` and :meth:`replicas_online`."""
         deadline = time.monotonic() + timeout
-        while not self.state_ok():
+        while not (self.state_ok() and self.replicas_online()):
             if time.monotonic() > deadline:
                 raise StackError(f"cluster not ok after {timeout:.0f} s (logs under {self.workdir})")
             time.sleep(0.1)

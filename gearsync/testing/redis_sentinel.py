@@ -60,9 +60,10 @@ class SentinelSet:
 
     def __init__(self, workdir: Path, replicas: int = 1, sentinels: int = 3, down_after_ms: int = 1000) -> None:
         self.workdir = Path(workdir).absolute()
-        first = RedisServer(self.workdir / "redis-0")
-        self.servers = [first] + [RedisServer(self.workdir / f"redis-{i + 1}", args=["--replicaof", first.host,
-                                                                                     str(first.port)])
+        quick = ["--repl-diskless-sync-delay", "0"]  # a replica's full sync starts at once
+        first = RedisServer(self.workdir / "redis-0", args=quick)
+        self.servers = [first] + [RedisServer(self.workdir / f"redis-{i + 1}",
+                                              args=[*quick, "--replicaof", first.host, str(first.port)])
                                   for i in range(replicas)]
         self.sentinels = [Sentinel(self.workdir / f"sentinel-{i}", first, sentinels // 2 + 1, down_after_ms)
                           for i in range(sentinels)]
