@@ -14,8 +14,10 @@ URL forms (:func:`parse_redis_url`):
   ``service``; the port defaults to 26379. The password in front is the data nodes' (``AUTH``),
   ``sentinel_password`` (percent-encoded) the sentinels' own, if they have one.
 
-Every client made here leaves retries to its caller (``Retry(NoBackoff(), 0)``): the worker has
-one retry loop that logs what it holds (gearsync.redis_sink.until_written).
+The asyncio clients leave retries to their caller (``Retry(NoBackoff(), 0)``): the worker has
+one retry loop that logs what it holds (gearsync.redis_errors.until_written). The synchronous
+ones (backfill, verify) keep redis-py's own retries — a cluster client reads the topology
+again after a failover — unless told not to (``status``, which must answer quickly).
 """
 
 from __future__ import annotations
@@ -145,21 +147,24 @@ def _sentinel_kwargs(t: RedisTarget, socket_timeout: float | None, connect_timeo
     return kw
 
 
-def sync_client(url: str, *, socket_timeout: float | None = 10.0, connect_timeout: float | None = 2.0) -> Any:
+def sync_client(url: str, *, socket_timeout: float | None = 10.0, connect_timeout: float | None = 2.0,
+                retries: bool = True) -> Any:
     """A synchronous client for ``url``: ``redis.Redis`` (one Redis, or the primary of a
-    Sentinel service, found again after a failover) or ``redis.cluster.RedisCluster``."""
+    Sentinel service, found again after a failover) or ``redis.cluster.RedisCluster``;
+    ``retries=False``: none (one answer or an error)."""
     t = parse_redis_url(url)
     common: dict[str, Any] = {"socket_timeout": socket_timeout, "socket_connect_timeout": connect_timeout}
+    if not retries:
+        common["retry"] = Retry(NoBackoff(), 0)
     if t.kind == SINGLE:
         return redis.Redis.from_url(url, **common)
     if t.kind == CLUSTER:
         return redis.cluster.RedisCluster(
-            startup_nodes=[redis.cluster.ClusterNode(h, p) for h, p in t.nodes], retry=Retry(NoBackoff(), 0),
-            **common, **_auth(t))
+            startup_nodes=[redis.cluster.ClusterNode(h, p) for h, p in t.nodes], **common, **_auth(t))
     sentinel = redis.sentinel.Sentinel(list(t.nodes), sentinel_kwargs=_sentinel_kwargs(t, socket_timeout,
                                                                                        connect_timeout))
     assert t.service is not None
-    return sentinel.master_for(t.service, db=t.db, retry=Retry(NoBackoff(), 0), **common, **_auth(t))
+    return sentinel.master_for(t.service, db=t.db, **common, **_auth(t))
 
 
 def async_client(url: str, *, socket_timeout: float | None = 10.0, connect_timeout: float | None = 2.0) -> Any:

@@ -111,7 +111,7 @@ def status(mysql_url: str | None = None, redis_url: str | None = None,
             ob.close()
     if redis_url:
         try:
-            client = sync_client(redis_url, socket_timeout=timeout, connect_timeout=timeout)
+            client = sync_client(redis_url, socket_timeout=timeout, connect_timeout=timeout, retries=False)
             try:
                 st.redis_topology = _topology(client)
                 st.dead_letters = int(client.xlen(DEAD_LETTERS))

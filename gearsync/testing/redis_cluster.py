@@ -220,7 +220,9 @@ class RedisCluster:
 
     def reshard(self, source: RedisServer, target: RedisServer, slots: int, pipeline: int = 10) -> str:
         """Move ``slots`` slots with their keys from ``source`` to ``target`` (``redis-cli --cluster
-        reshard``: MIGRATE key by key while clients get ASK, then MOVED)."""
+        reshard``: MIGRATE key by key while clients get ASK, then MOVED), once every node agrees on
+        the slots (redis-cli refuses otherwise)."""
+        self.wait_ok()
         return self.cli("--cluster", "reshard", self.nodes[0].address, "--cluster-from", self.node_id(source),
                         "--cluster-to", self.node_id(target), "--cluster-slots", str(slots),
                         "--cluster-pipeline", str(pipeline), "--cluster-yes", timeout=600)
