@@ -16,8 +16,12 @@ under ``gearsync:`` are never orphans. Two tables whose templates overlap (``use
 
 ``--repair`` writes the expected value (or deletes the orphan) with ``versioned.lua`` in mode
 ``cas``: only if the key's version is still the one read during the check, so a live change
-that landed meanwhile is never overwritten. Verify a busy table twice: a change in flight
-between the read of the row and the read of Redis shows as drift the first time.
+that landed meanwhile is never overwritten. What a key should hold is decided *after* Redis
+was read: a key that looks wrong is compared with its row read again (a change in flight
+since the first read is not drift), and a key no row mapped during the scan is an orphan only
+if no row maps to it once its version was read. A change committed after that carries a
+higher version than the one read, so it either makes the repair's ``cas`` fail or lands
+after it (tested: a repair running beside three workers and a stream of writes).
 """
 
 from __future__ import annotations
@@ -32,6 +36,7 @@ from .constants import DEFAULT_CHUNK, DEFAULT_REDIS_URL
 from .keys import key_pattern, reserved, version_key
 from .mapping import row_changes
 from .progress import Progress
+from .quoting import MARK, params, qualified
 from .redis_clients import endpoints, is_cluster
 from .scan import TableReader, count_rows
 from .schema import ResolvedTable, resolve
@@ -112,9 +117,67 @@ def _stored(ver: Any, ceiling: int | None) -> tuple[int | bytes, bool]:
     return v, False
 
 
+def _redis_state(client: Any, changes: Sequence[VersionedChange], hashed: bool, tagged: bool
+                 ) -> list[tuple[Any, Any, Any]]:
+    """(TYPE, value, stored version) of each change's key, in one pipeline."""
+    pipe = client.pipeline(transaction=False)
+    for c in changes:
+        pipe.type(c.key)
+        if hashed:
+            pipe.hgetall(c.key)
+        else:
+            pipe.get(c.key)
+        pipe.get(version_key(c.key, tagged))
+    replies = pipe.execute(raise_on_error=False)
+    out = []
+    for i in range(len(changes)):
+        kind, got, ver = replies[3 * i], replies[3 * i + 1], replies[3 * i + 2]
+        if isinstance(got, Exception) or (hashed and kind == b"none"):
+            got = None
+        out.append((kind, got, ver))
+    return out
+
+
+def _rows_now(reader: TableReader, cfg: Any, after: Any, upto: Any, chunk: int) -> dict[bytes, VersionedChange]:
+    """The rows of the primary-key range (after, upto] as they are now: key → its write."""
+    now: dict[bytes, VersionedChange] = {}
+    for _last, batch in reader.chunks(after, chunk, upto):
+        for c in row_changes(cfg, batch):
+            now[c.key] = c
+    return now
+
+
+def _mapped_now(conn: Any, rt: ResolvedTable, keys: Sequence[bytes]) -> set[bytes]:
+    """Which of ``keys`` some row of the table maps to now (one scan of the table per 1,000
+    keys; one read of every key when there are more)."""
+    expr = rt.key_sql("t")
+    table = f"{qualified(rt.cfg.schema, rt.cfg.table)} AS t"
+    found: set[bytes] = set()
+    with conn.cursor() as cur:
+        if len(keys) > 1000:
+            cur.execute(f"SELECT {expr} FROM {table}")
+            found = {_key_bytes(r[0]) for r in cur.fetchall()}
+            return found & set(keys)
+        for i in range(0, len(keys), 1000):
+            part = keys[i:i + 1000]
+            cur.execute(params(f"SELECT {expr} FROM {table} WHERE {expr} IN ({', '.join([MARK] * len(part))})"),
+                        list(part))
+            found |= {_key_bytes(r[0]) for r in cur.fetchall()}
+    return found
+
+
+def _key_bytes(v: Any) -> bytes:
+    return bytes(v) if isinstance(v, (bytes, bytearray)) else str(v).encode("utf-8", "surrogatepass")
+
+
 def verify_table(rt: ResolvedTable, conn: Any, client: Any, *, repair: bool = False,
                  chunk: int = DEFAULT_CHUNK, progress: bool = True, runner: ScriptRunner | None = None,
                  scan_count: int = 1000) -> TableReport:
+    """Compare one table with Redis (and repair it). Safe beside live changes: Redis is read
+    before the database says what a key should hold — a key that looks wrong is judged against
+    its row read again *after* Redis was read, and an orphan is one that no row maps to after
+    its version was read — so a repair (``cas`` on the version read) never writes a value older
+    than a live change that landed, nor deletes a key a new row just got."""
     rep = TableReport(rt.name)
     runner = runner or (ScriptRunner(client) if repair else None)
     ceiling = version_ceiling(conn)
@@ -122,52 +185,52 @@ def verify_table(rt: ResolvedTable, conn: Any, client: Any, *, repair: bool = Fa
     hashed = rt.cfg.value == "hash"
     tagged = is_cluster(client)
     seen: set[bytes] = set()
-    for _last, batch in TableReader(rt.cfg, lambda: conn, rt).chunks(None, chunk):
+    reader = TableReader(rt.cfg, lambda: conn, rt)
+    after: Any = None
+    for last, batch in reader.chunks(None, chunk):
         changes = row_changes(rt.cfg, batch)
-        pipe = client.pipeline(transaction=False)
-        for c in changes:
-            seen.add(c.key)
-            if hashed:
-                pipe.type(c.key)
-                pipe.hgetall(c.key)
-            else:
-                pipe.type(c.key)
-                pipe.get(c.key)
-            pipe.get(version_key(c.key, tagged))
-        replies = pipe.execute(raise_on_error=False)
+        seen.update(c.key for c in changes)
+        states = _redis_state(client, changes, hashed, tagged)
+        suspects = [(c, st) for c, st in zip(changes, states)
+                    if _stored(st[2], ceiling)[1] or not _matches(c, st[0], st[1])]
         fixes: list[VersionedChange] = []
-        for i, c in enumerate(changes):
-            kind, got, ver = replies[3 * i], replies[3 * i + 1], replies[3 * i + 2]
-            if isinstance(got, Exception) or (hashed and kind == b"none"):
-                got = None
-            version, corrupt = _stored(ver, ceiling)
-            if corrupt:
-                rep.note("corrupt", c.key)
-            elif _matches(c, kind, got):
-                continue
-            else:
-                rep.note("missing" if kind == b"none" else "stale", c.key)
-            fixes.append(c._replace(version=version))
+        if suspects:  # the rows again, read after Redis: a change in flight since the first read is no drift
+            now = _rows_now(reader, rt.cfg, after, last, chunk)
+            seen.update(now)
+            for c, (kind, got, ver) in suspects:
+                version, corrupt = _stored(ver, ceiling)
+                want = now.get(c.key)
+                if corrupt:
+                    rep.note("corrupt", c.key)
+                    fixes.append((want or VersionedChange(c.key, 0, None))._replace(version=version))
+                elif want is None or _matches(want, kind, got):
+                    continue  # gone, moved, or caught up: the orphan scan judges a key no row maps to
+                else:
+                    rep.note("missing" if kind == b"none" else "stale", c.key)
+                    fixes.append(want._replace(version=version))
+        after = last
         rep.rows += len(batch.rows)
         bar.add(len(batch.rows))
         if repair and fixes:
             assert runner is not None
             rep.repaired += runner.run(fixes, "cas").count(APPLIED)
-    orphans: list[VersionedChange] = []
     pattern = key_pattern(rt.cfg.key)
-    for key in client.scan_iter(match=pattern, count=scan_count):  # a cluster's: every primary
-        if key in seen or reserved(key):
-            continue
-        rep.note("orphaned", key)
-        orphans.append(VersionedChange(key, 0, None))
+    candidates = [k for k in dict.fromkeys(client.scan_iter(match=pattern, count=scan_count))  # every primary
+                  if k not in seen and not reserved(k)]
+    orphans: list[VersionedChange] = []
+    if candidates:
+        pipe = client.pipeline(transaction=False)  # one GET each: a cluster's are in many slots
+        for k in candidates:
+            pipe.get(version_key(k, tagged))
+        versions = pipe.execute()
+        live = _mapped_now(conn, rt, candidates)  # rows that got such a key since their chunk was read
+        for k, v in zip(candidates, versions):
+            if k not in live:
+                rep.note("orphaned", k)
+                orphans.append(VersionedChange(k, _stored(v, ceiling)[0], None))
     if repair and orphans:
         assert runner is not None
-        pipe = client.pipeline(transaction=False)  # one GET each: a cluster's are in many slots
-        for o in orphans:
-            pipe.get(version_key(o.key, tagged))
-        vers = pipe.execute()
-        rep.repaired += runner.run([o._replace(version=_stored(v, ceiling)[0]) for o, v in zip(orphans, vers)],
-                                   "cas").count(APPLIED)
+        rep.repaired += runner.run(orphans, "cas").count(APPLIED)
     bar.close()
     log.info("%s", rep)
     return rep

@@ -69,10 +69,18 @@ class RedisCluster:
 
     # -- lifecycle --------------------------------------------------------------------------
     def start(self) -> "RedisCluster":
+        created = (self.nodes[0].workdir / "created").exists()
         try:
             for n in self.nodes:
-                n.start()
-            if not (self.nodes[0].workdir / "created").exists():
+                for attempt in range(5):
+                    try:
+                        n.start()
+                        break
+                    except StackError as e:  # another process took the port since we chose it
+                        if created or "Address already in use" not in str(e) or attempt == 4:
+                            raise
+                        n.port = cluster_port({m.port for m in self.nodes} | {m.port + 10000 for m in self.nodes})
+            if not created:
                 self.cli("--cluster", "create", *(n.address for n in self.nodes),
                          "--cluster-replicas", str(self.replicas_wanted), "--cluster-yes")
                 (self.nodes[0].workdir / "created").write_text("")
