@@ -11,7 +11,7 @@ __all__ = [
     "DEFAULT_GEARMAN_PORT", "DEFAULT_GEARMAN", "DEFAULT_REDIS_URL", "SEED_FUNCTION", "SAFE_FUNCTION",
     "DIRECT_FUNCTION", "OUTBOX_SCHEMA", "OUTBOX_TABLE", "KEY_PREFIX", "VERSION_PREFIX", "CHECKPOINT_PREFIX",
     "DEFAULT_TOMBSTONE_TTL", "DEFAULT_CONFIG_FILE", "DEFAULT_CHUNK", "DEAD_LETTERS", "DEAD_LETTERS_MAX",
-    "LOCK_PREFIX", "SYNC_PREFIX", "DEFAULT_SENTINEL_PORT", "DEFAULT_REDIS_PORT",
+    "LOCK_PREFIX", "DEFAULT_SENTINEL_PORT", "DEFAULT_REDIS_PORT",
 ]
 
 # -- connections ---------------------------------------------------------------------------------
@@ -51,8 +51,6 @@ DEAD_LETTERS = KEY_PREFIX + b"dead"
 DEAD_LETTERS_MAX = 100_000
 #: ``gearsync:lock:<what>``: held by one of many processes (a table's backfill, a refresh).
 LOCK_PREFIX = KEY_PREFIX + b"lock:"
-#: ``gearsync:sync:{<tag>}``: written before a WAIT on a cluster primary (see gearsync.keys.sync_key).
-SYNC_PREFIX = KEY_PREFIX + b"sync:"
 
 # -- defaults ------------------------------------------------------------------------------------
 #: Seconds a delete's versioned tombstone stays in Redis.

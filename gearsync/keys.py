@@ -27,9 +27,9 @@ from __future__ import annotations
 import binascii
 import string
 
-from .constants import CHECKPOINT_PREFIX, KEY_PREFIX, LOCK_PREFIX, SYNC_PREFIX, VERSION_PREFIX
+from .constants import CHECKPOINT_PREFIX, KEY_PREFIX, LOCK_PREFIX, VERSION_PREFIX
 
-__all__ = ["version_key", "checkpoint_key", "lock_key", "sync_key", "reserved", "glob_escape", "key_pattern",
+__all__ = ["version_key", "checkpoint_key", "lock_key", "reserved", "glob_escape", "key_pattern",
            "hash_tag", "key_slot", "slot_tag", "SLOTS"]
 
 #: Hash slots of a Redis Cluster.
@@ -97,12 +97,6 @@ def version_key(key: bytes | str, tagged: bool = False) -> bytes:
 def lock_key(what: str) -> bytes:
     """A lock held by one process of many (``gearsync:lock:<what>``), e.g. a table's backfill."""
     return LOCK_PREFIX + _bytes(what)
-
-
-def sync_key(slot: int) -> bytes:
-    """A key of ``slot`` that a worker writes before ``WAIT`` on a cluster primary (WAIT counts
-    the replicas that have a connection's last write): ``gearsync:sync:{<slot_tag>}``."""
-    return SYNC_PREFIX + b"{" + slot_tag(slot) + b"}"
 
 
 def checkpoint_key(table: str, part: str | None = None) -> bytes:

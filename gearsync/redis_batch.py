@@ -2,40 +2,46 @@
 (asyncio), and the wait for replicas that makes a write survive a failover.
 
 :class:`Pipe` runs commands that each touch one hash slot (the caller groups multi-key
-commands per slot: :meth:`Pipe.group`) and returns the answers in order, errors included.
+commands per slot: :meth:`Pipe.group`, and names each command's slot) and returns the answers
+in order, errors included.
 
-* One Redis / Sentinel: one pipeline on one connection; with ``replicas`` > 0 it ends with
-  ``WAIT replicas timeout`` on that same connection.
-* Cluster: redis-py's cluster pipeline sends each node its commands on one connection, all
-  nodes at once, and follows MOVED and ASK command by command. Every answer is read before
-  the wait, so the writes sit in the replication streams of the primaries that took them
-  (those the batch was routed to, or redirected to); then, with ``replicas`` > 0, every primary
-  gets ``SET gearsync:sync:{<tag>} … ; WAIT replicas timeout`` on one connection (the marker
-  key is in one of its own slots), and WAIT counts the replicas that have the stream up to the
-  marker — so up to every write of the batch on that node.
+* One Redis / Sentinel: redis-py's pipeline, one connection; with ``replicas`` > 0 it ends
+  with ``WAIT replicas timeout`` on that same connection.
+* Cluster: each command goes to the primary that owns its slot in the client's map; all of a
+  node's commands are packed into one write on one of its connections, ending with ``WAIT``
+  when ``replicas`` > 0; all nodes at once. (redis-py's cluster pipeline cost about twice the
+  time per command here; only its map of slots and its node connections are used.) A command
+  answered ``MOVED`` (the slot has a new owner: a resharding or a failover) makes the map be
+  read again (``CLUSTER SLOTS``) and goes to the new owner; ``ASK`` (the slot is migrating and
+  the key already moved) goes to the node named, after ``ASKING`` on the same connection;
+  ``TRYAGAIN`` (the keys of one call are split by a migration) is sent again a moment later —
+  a few rounds, each ending in its own WAITs, so every write of the batch is covered by a
+  WAIT on the connection that made it.
 
-A write is done only when every WAIT answered ``replicas``; else :class:`SinkUnavailable`
-(the caller replays the batch: every write gearsync makes is idempotent). So when the
-primary dies and a replica that acknowledged is promoted, nothing acknowledged is lost.
-Connection errors, CLUSTERDOWN and a slot nobody covers also raise SinkUnavailable, after the
-cluster client was told to read the topology again (``CLUSTER SLOTS``) on its next use.
+WAIT counts the replicas that acknowledged the connection's writes. A batch is written only
+when every WAIT answered ``replicas``; else :class:`SinkUnavailable` (the caller replays the
+batch: every write gearsync makes is idempotent). So when a primary dies and a replica that
+acknowledged is promoted, nothing acknowledged is lost. Connection errors, CLUSTERDOWN and a
+slot nobody covers also raise SinkUnavailable, after the cluster's map was read again.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import time
 from typing import Any, Sequence, TypeVar
 
-from redis.exceptions import (AskError, ClusterDownError, MovedError, RedisClusterException, SlotNotCoveredError,
-                              TryAgainError)
+from redis.exceptions import (AskError, ClusterDownError, MovedError, RedisClusterException, ResponseError,
+                              SlotNotCoveredError, TryAgainError)
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from .keys import key_slot, sync_key
+from .keys import key_slot
 from .redis_clients import is_cluster
-from .redis_errors import WORKER_ID, SinkUnavailable
+from .redis_errors import SinkUnavailable
 
-__all__ = ["Pipe"]
+__all__ = ["Pipe", "pack"]
 
 log = logging.getLogger(__name__)
 
@@ -44,6 +50,28 @@ T = TypeVar("T")
 _UNREACHABLE = (RedisConnectionError, RedisTimeoutError, OSError, ClusterDownError, SlotNotCoveredError)
 #: What a plain client gets from a cluster node: it will never pass without a cluster client.
 _CLUSTER_ANSWERS = (MovedError, AskError, TryAgainError)
+#: Rounds of redirections followed within one batch (then the batch is retried later).
+ROUNDS = 5
+
+
+def _arg(a: Any) -> bytes:
+    if isinstance(a, (bytes, bytearray, memoryview)):
+        return bytes(a)
+    if isinstance(a, str):
+        return a.encode("utf-8", "surrogatepass")
+    return str(a).encode()
+
+
+def pack(args: Sequence[Any]) -> bytes:
+    """One command as RESP (an array of bulk strings)."""
+    parts = [b"*%d\r\n" % len(args)]
+    for a in args:
+        b = _arg(a)
+        parts.append(b"$%d\r\n%s\r\n" % (len(b), b))
+    return b"".join(parts)
+
+
+_ASKING = pack(("ASKING",))
 
 
 class Pipe:
@@ -56,9 +84,10 @@ class Pipe:
         self.cluster = is_cluster(client)
         self.replicas = int(replicas)
         self.replica_timeout_ms = max(1, int(replica_timeout * 1000))
-        self._marker_slot: dict[str, int] = {}
-        self.waits = 0          # WAIT barriers run
+        self.waits = 0          # WAITs answered
         self.waits_short = 0    # of them, answered by fewer replicas than asked
+        self.redirects = 0      # cluster commands answered MOVED/ASK/TRYAGAIN and sent again
+        self._logged_redirects = (0, 0.0)
 
     def group(self, keys: Sequence[T], key: Any = None) -> list[tuple[int | None, list[int]]]:
         """Indices of ``keys`` grouped so that each group can be one multi-key command, with
@@ -74,52 +103,48 @@ class Pipe:
         return list(groups.items())
 
     async def run(self, commands: Sequence[Sequence[Any]], slots: Sequence[int | None] | None = None) -> list[Any]:
-        """Send ``commands`` (each within one slot: ``slots``, when the caller knows them) in one
+        """Send ``commands`` (each within one slot, ``slots[i]``: required by a cluster) in one
         pipelined round trip per node; the answers in order (an error answer is returned, not
         raised). Raises SinkUnavailable when Redis is unreachable, or the replicas did not
         acknowledge."""
         if not commands:
             return []
-        pipe = self.client.pipeline(transaction=False)
-        if self.cluster and slots is not None:  # routed here: redis-py need not find each command's keys
-            if self.client._initialize:
-                await self._initialize()
-            owner = self.client.nodes_manager.get_node_from_slot
-            for args, slot in zip(commands, slots):
-                if slot is None:
-                    pipe.execute_command(*args)
-                else:
-                    pipe.execute_command(*args, target_nodes=owner(slot))
-        else:
-            for args in commands:
-                pipe.execute_command(*args)
-        wait = self.replicas > 0 and not self.cluster
-        if wait:
-            pipe.execute_command("WAIT", self.replicas, self.replica_timeout_ms)
-        try:
-            replies = list(await pipe.execute(raise_on_error=False))
-        except _UNREACHABLE as e:
-            await self._lost(e)
-            raise SinkUnavailable(f"{type(e).__name__}: {e}") from e
-        except RedisClusterException as e:  # no node answers CLUSTER SLOTS with a full map yet
-            await self._lost(e)
-            raise SinkUnavailable(f"{type(e).__name__}: {e}") from e
-        finally:
-            await pipe.reset()
-        down = next((r for r in replies if isinstance(r, _UNREACHABLE)), None)
-        if down is not None:
-            await self._lost(down)
-            raise SinkUnavailable(f"{type(down).__name__}: {down}")
         if not self.cluster:
+            replies = await self._run_pipeline(commands)
             moved = next((r for r in replies if isinstance(r, _CLUSTER_ANSWERS)), None)
             if moved is not None:
                 raise SinkUnavailable(f"{type(moved).__name__}: {moved} (this Redis is a cluster node: use a "
                                       "redis+cluster:// URL)")
-        if wait:
-            self._check_wait(replies.pop(), "the primary")
-        elif self.replicas > 0:
-            await self._barrier()
+            down = next((r for r in replies if isinstance(r, _UNREACHABLE)), None)
+            if down is not None:
+                raise SinkUnavailable(f"{type(down).__name__}: {down}")
+            if self.replicas > 0:
+                self._check_wait(replies.pop(), "the primary")
+            return replies
+        if slots is None or any(s is None for s in slots):
+            raise ValueError("a cluster's commands need their slots")
+        replies, waits = await self._run_routed(commands, slots)  # type: ignore[arg-type]
+        down = next((r for r in [*replies, *waits.values()] if isinstance(r, _UNREACHABLE)), None)
+        if down is not None:
+            await self._refresh()
+            raise SinkUnavailable(f"{type(down).__name__}: {down}")
+        for name, reply in waits.items():
+            self._check_wait(reply, name)
         return replies
+
+    async def _run_pipeline(self, commands: Sequence[Sequence[Any]]) -> list[Any]:
+        """redis-py's pipeline on one Redis, with WAIT at its end when asked; the answers."""
+        pipe = self.client.pipeline(transaction=False)
+        for args in commands:
+            pipe.execute_command(*args)
+        if self.replicas > 0:
+            pipe.execute_command("WAIT", self.replicas, self.replica_timeout_ms)
+        try:
+            return list(await pipe.execute(raise_on_error=False))
+        except _UNREACHABLE as e:
+            raise SinkUnavailable(f"{type(e).__name__}: {e}") from e
+        finally:
+            await pipe.reset()
 
     def _check_wait(self, reply: Any, where: str) -> None:
         self.waits += 1
@@ -131,60 +156,109 @@ class Pipe:
             raise SinkUnavailable(f"only {int(reply)} of {self.replicas} replicas of {where} acknowledged the "
                                   f"writes within {self.replica_timeout_ms} ms")
 
-    def _slot_of(self, node: Any) -> int | None:
-        """A slot ``node`` owns in the client's map (cached while it still does)."""
-        cache = self.client.nodes_manager.slots_cache
-        slot = self._marker_slot.get(node.name)
-        if slot is not None and cache.get(slot) and cache[slot][0].name == node.name:
-            return slot
-        for s, owners in cache.items():
-            if owners and owners[0].name == node.name:
-                self._marker_slot[node.name] = s
-                return int(s)
-        return None
+    # -- a cluster -------------------------------------------------------------------------------
+    async def _run_routed(self, commands: Sequence[Sequence[Any]], slots: Sequence[int]
+                          ) -> tuple[list[Any], dict[str, Any]]:
+        """A cluster's commands (see the module): (answers, node → the answer of a WAIT that
+        followed its writes; the shortest when a node took several rounds)."""
+        await self._initialize()
+        replies: list[Any] = [None] * len(commands)
+        waits: dict[str, Any] = {}
+        todo: list[tuple[int, str | None]] = [(i, None) for i in range(len(commands))]  # (command, ASK target)
+        for attempt in range(ROUNDS):
+            plan: dict[str, tuple[Any, list[tuple[int, bool]]]] = {}
+            for i, ask in todo:
+                node = self.client.get_node(node_name=ask) if ask else None
+                if node is None:
+                    try:
+                        node = self.client.nodes_manager.get_node_from_slot(slots[i])
+                    except SlotNotCoveredError as e:
+                        await self._refresh()
+                        raise SinkUnavailable(f"{type(e).__name__}: {e}") from e
+                plan.setdefault(node.name, (node, []))[1].append((i, bool(ask) and node.name == ask))
+            await asyncio.gather(*(self._send(node, items, commands, replies, waits) for node, items in
+                                   plan.values()))
+            todo = []
+            moved = again = False
+            for i in [i for _node, items in plan.values() for i, _ in items]:
+                r = replies[i]
+                if isinstance(r, MovedError):
+                    todo.append((i, None))
+                    moved = True
+                elif isinstance(r, AskError):
+                    todo.append((i, f"{r.host}:{r.port}"))
+                elif isinstance(r, TryAgainError):
+                    todo.append((i, None))
+                    again = True
+            if not todo:
+                break
+            self._count_redirects(len(todo))
+            if moved:
+                await self._refresh()
+            if again:
+                await asyncio.sleep(0.05 * (attempt + 1))
+        return replies, waits
 
-    async def _barrier(self) -> None:
-        """``SET marker; WAIT`` on every primary, each pair on one connection (see the module)."""
-        pipe = self.client.pipeline(transaction=False)
-        nodes = []
-        for node in self.client.get_primaries():
-            slot = self._slot_of(node)
-            if slot is None:  # a primary that owns no slot yet takes no writes but ASK-redirected ones
-                continue
-            nodes.append(node)
-            pipe.execute_command("SET", sync_key(slot), WORKER_ID, "PX", 60000, target_nodes=node)
-            pipe.execute_command("WAIT", self.replicas, self.replica_timeout_ms, target_nodes=node)
+    async def _send(self, node: Any, items: list[tuple[int, bool]], commands: Sequence[Sequence[Any]],
+                    replies: list[Any], waits: dict[str, Any]) -> None:
+        """``items`` (command index, ASKING first?) on one connection of ``node``, then WAIT."""
+        conn = node.acquire_connection()
+        data = [(_ASKING + pack(commands[i])) if asking else pack(commands[i]) for i, asking in items]
+        if self.replicas > 0:
+            data.append(pack(("WAIT", self.replicas, self.replica_timeout_ms)))
         try:
-            replies = await pipe.execute(raise_on_error=False, allow_redirections=False)
-        except _UNREACHABLE as e:
-            await self._lost(e)
-            raise SinkUnavailable(f"{type(e).__name__}: {e}") from e
+            await conn.send_packed_command(b"".join(data))
+            for i, asking in items:
+                if asking:
+                    try:
+                        await conn.read_response()
+                    except ResponseError:
+                        pass  # the command's own answer says what happened
+                try:
+                    replies[i] = await conn.read_response()
+                except ResponseError as e:
+                    replies[i] = e
+            if self.replicas > 0:
+                try:
+                    reply: Any = await conn.read_response()
+                except ResponseError as e:
+                    reply = e
+                prior = waits.get(node.name)
+                if prior is None or isinstance(reply, Exception) or (
+                        not isinstance(prior, Exception) and int(reply) < int(prior)):
+                    waits[node.name] = reply
+        except Exception as e:  # the node went away mid-batch (or its connection was closed under us)
+            err = e if isinstance(e, _UNREACHABLE) else RedisConnectionError(f"{node.name}: {type(e).__name__}: {e}")
+            for i, _ in items:
+                if replies[i] is None or not isinstance(replies[i], Exception):
+                    replies[i] = err
+            waits[node.name] = err
+            try:
+                await conn.disconnect()
+            except Exception as close_error:  # already broken
+                log.debug("disconnecting from %s: %r", node.name, close_error)
         finally:
-            await pipe.reset()
-        for i, node in enumerate(nodes):
-            marker = replies[2 * i]
-            if isinstance(marker, Exception):  # MOVED: the map is stale; a node down
-                await self._lost(marker)
-                raise SinkUnavailable(f"WAIT on {node.name}: its marker write failed: {type(marker).__name__}: "
-                                      f"{marker}")
-            self._check_wait(replies[2 * i + 1], node.name)
+            node.release(conn)
+
+    def _count_redirects(self, n: int) -> None:
+        self.redirects += n
+        logged, at = self._logged_redirects
+        if time.monotonic() - at >= 10:
+            log.info("redis cluster: %d commands redirected (MOVED, ASK, TRYAGAIN: slots moving or a failover) and "
+                     "sent where the cluster says; %d in all", self.redirects - logged, self.redirects)
+            self._logged_redirects = (self.redirects, time.monotonic())
 
     async def _initialize(self) -> None:
+        """The cluster client's map of slots (read on first use)."""
         try:
             await self.client.initialize()
-        except _UNREACHABLE as e:
-            await self._lost(e)
-            raise SinkUnavailable(f"{type(e).__name__}: {e}") from e
-        except RedisClusterException as e:
-            await self._lost(e)
+        except (*_UNREACHABLE, RedisClusterException) as e:
             raise SinkUnavailable(f"{type(e).__name__}: {e}") from e
 
-    async def _lost(self, e: BaseException) -> None:
-        """After a connection error or a stale map: a cluster client reads the topology again on
-        its next use (a promoted replica, a moved slot)."""
-        if self.cluster:
-            log.debug("redis cluster: reading the topology again after %s", type(e).__name__)
-            try:
-                await self.client.aclose()
-            except Exception as close_error:  # its sockets are already broken
-                log.debug("closing cluster connections: %r", close_error)
+    async def _refresh(self) -> None:
+        """Read the map of slots again (a promoted replica, a moved slot); the node connections
+        in use stay open (redis-py keeps the node objects it knows)."""
+        try:
+            await self.client.nodes_manager.initialize()
+        except Exception as e:  # no node answers yet: the next try reads it again
+            log.debug("redis cluster: reading the slots again failed: %r", e)

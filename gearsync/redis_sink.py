@@ -20,6 +20,7 @@ from redis.exceptions import NoScriptError
 
 from .changes import DELETE, SET, Change, VersionedChange
 from .constants import DEAD_LETTERS, DEAD_LETTERS_MAX, DEFAULT_TOMBSTONE_TTL
+from .keys import key_slot
 from .redis_batch import Pipe
 from .redis_clients import async_client
 from .redis_errors import SinkUnavailable, dead_letter_entry, retryable, until_written
@@ -155,6 +156,9 @@ class RedisSink:
                 out[i] = r
         return out
 
+    def _slots(self, changes: Sequence[VersionedChange]) -> list[int | None]:
+        return [key_slot(c.key) if self.cluster else None for c in changes]
+
     async def _load(self) -> str:
         """SCRIPT LOAD (on every primary of a cluster)."""
         try:
@@ -168,7 +172,7 @@ class RedisSink:
         """Each change of a call that failed for good, in a call of its own: the others apply
         (a replay of what the failed call applied before its error is a no-op), the culprits
         come back as their errors."""
-        replies = await self.pipe.run([self._evalsha([c], ttl, mode) for c in changes])
+        replies = await self.pipe.run([self._evalsha([c], ttl, mode) for c in changes], self._slots(changes))
         out: list[Any] = []
         for r in replies:
             if isinstance(r, Exception) and retryable(r):
@@ -185,7 +189,7 @@ class RedisSink:
         for e in entries:
             fields = [x for k, v in e.items() for x in (k, v if isinstance(v, bytes) else str(v))]
             commands.append(("XADD", DEAD_LETTERS, "MAXLEN", "~", DEAD_LETTERS_MAX, "*", *fields))
-        replies = await self.pipe.run(commands)
+        replies = await self.pipe.run(commands, [key_slot(DEAD_LETTERS) if self.cluster else None] * len(commands))
         bad = next((r for r in replies if isinstance(r, Exception)), None)
         if bad is not None:
             if retryable(bad):

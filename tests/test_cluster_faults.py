@@ -189,6 +189,7 @@ def test_slots_resharded_while_writing(stack: Any, own_cluster: RedisCluster, sa
         on_b = {k for k in b.client().scan_iter(match=b"test_safe:*")}
         assert any(key_slot(k) in moved for k in on_b)  # the moved keys live on b now
         assert during > 0
+        assert "commands redirected (MOVED, ASK, TRYAGAIN" in w.output()  # followed, not failed
     finally:
         w.stop()
         c.close()

@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from gearsync.keys import SLOTS, hash_tag, key_slot, slot_tag, sync_key, version_key
+from gearsync.keys import SLOTS, hash_tag, key_slot, slot_tag, version_key
 
 #: Keys made mostly of braces and a few letters: every hash-tag case (none, empty, nested,
 #: unclosed, several, at either end) comes up often.
@@ -73,7 +73,6 @@ def test_one_redis_keeps_the_untagged_form() -> None:
         assert version_key(k) == b"gearsync:v:" + k
 
 
-def test_slot_tags_and_sync_keys_cover_every_slot() -> None:
+def test_slot_tags_cover_every_slot() -> None:
     assert all(key_slot(slot_tag(s)) == s and b"}" not in slot_tag(s) for s in range(SLOTS))
     assert slot_tag(0) == b"3560"  # the table is fixed: the smallest number per slot
-    assert all(key_slot(sync_key(s)) == s for s in (0, 1, 8000, SLOTS - 1))
