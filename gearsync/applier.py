@@ -32,6 +32,7 @@ from typing import Any, Callable, Sequence, TypeVar
 
 from .changes import OutboxRow, VersionedChange
 from .constants import DEAD_LETTERS
+from .envelope import decode as decode_envelope
 from .gearman.worker import GearmanWorker, Job
 from .keys import version_key
 from .mapping import Read, changes_of
@@ -89,6 +90,11 @@ class TableApplier:
         self.lag: float | None = None
         #: Called with the seconds a batch (claim, read, write, delete) took.
         self.on_batch: Callable[[float], None] | None = None
+        #: Called at each sweep tick and each Redis retry (metrics).
+        self.on_tick: Callable[[], None] = lambda: None
+        #: source → changes applied; source → age (s) of the oldest change of its last batch
+        self.applied_by_table: collections.Counter[str] = collections.Counter()
+        self.lag_by_table: dict[str, float] = {}
 
     # -- feeding and stopping ------------------------------------------------------------
     def submit(self, jobs: Sequence[Job]) -> None:
@@ -162,6 +168,7 @@ class TableApplier:
                         self.lag = await self._db(self.outbox.oldest_age)
                     except OutboxError as e:
                         log.debug("outbox lag unknown: %s", e)
+                self.on_tick()
                 self._next_sweep = time.monotonic() + self.settings.sweep_interval
 
     async def process(self, jobs: Sequence[Job]) -> None:
@@ -171,8 +178,9 @@ class TableApplier:
         good: list[Job] = []
         bad: list[Job] = []
         for job in jobs:
-            try:
-                ids.append(int(job.workload))
+            try:  # a doorbell names outbox rows only: a forged one can make the worker look them up,
+                # nothing more, so it needs no signature
+                ids.extend(int(payload) for _v, payload in decode_envelope(job.function, job.workload, None))
                 good.append(job)
             except ValueError:
                 bad.append(job)
@@ -201,8 +209,9 @@ class TableApplier:
         ok: list[Job] = []
         bad: list[Job] = []
         for job in jobs:
-            try:
-                changes.append(direct_change(bytes(job.workload)))
+            try:  # a job names a row, whose committed value the worker reads itself: no signature needed
+                changes.extend(direct_change(payload, version)
+                               for version, payload in decode_envelope(job.function, job.workload, None))
                 ok.append(job)
             except (ValueError, TypeError) as e:
                 bad.append(job)
@@ -228,6 +237,8 @@ class TableApplier:
         if await self._write(writes, f"{len(ok)} direct-mode jobs (gearmand requeues them on a stop)") is None:
             return
         self.direct_applied += self.gearman.complete(ok)
+        self.applied_by_table.update(c.source for c in changes if c.source)
+        await self.sink.mark_applied(sorted({c.source for c in changes if c.source}))
         if self.on_batch is not None:
             self.on_batch(time.monotonic() - t0)
 
@@ -294,6 +305,7 @@ class TableApplier:
         retrying while Redis is away; None if stopping left them unapplied, or Redis refused."""
         def on_retry() -> None:
             self.redis_retries += 1
+            self.on_tick()
 
         async def write() -> list[Any]:
             versioned = [c for c in changes if c.version]
@@ -358,6 +370,13 @@ class TableApplier:
         self.rows_applied += len(rows)
         if swept:
             self.rows_swept += len(rows)
+        ages: dict[str, float] = {}
+        for r in rows:
+            if r.source:
+                self.applied_by_table[r.source] += 1
+                ages[r.source] = max(r.age, ages.get(r.source, 0.0))
+        self.lag_by_table.update(ages)
+        await self.sink.mark_applied(sorted(ages))
         return True
 
     async def _release(self) -> None:

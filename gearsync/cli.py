@@ -19,7 +19,7 @@ from .connections import connect_mysql, redact
 from .logs import configure
 from .resources import sql_path
 from .settings import LOG_FORMATS, LOG_LEVELS, Settings, SettingsError, parse_servers
-from .status import status
+from .status import DEFAULT_MAX_LAG, status_of
 from .supervise import run_workers
 from .worker import Worker
 
@@ -75,6 +75,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     w.add_argument("--gearman", metavar="HOST[:PORT][,...]", type=_servers,
                    help="gearmand servers (default 127.0.0.1:4730; port defaults to 4730)")
+    w.add_argument("--gearman-tls", action="store_const", const="1",
+                   help="TLS to gearmand (GEARSYNC_GEARMAN_TLS; [gearman] tls; off)")
+    w.add_argument("--gearman-ca", metavar="FILE", help="CA certificates that verify gearmand's TLS certificate "
+                   "(GEARSYNC_GEARMAN_CA; default: the system's)")
     w.add_argument("--redis-url", metavar="URL", help="Redis URL (default redis://127.0.0.1:6379/0; a cluster: "
                    "redis+cluster://host:port,host:port; Sentinel: redis+sentinel://host:port,…/service/db)")
     w.add_argument("--redis-replicas", metavar="N", type=int, help="a batch is done once N replicas of its "
@@ -102,15 +106,20 @@ def build_parser() -> argparse.ArgumentParser:
                    help="gearsync.toml: connections and table mappings (GEARSYNC_CONFIG, else "
                    "./gearsync.toml if it exists); options and GEARSYNC_* variables override its connections")
     st = sub.add_parser(
-        "status", help="outbox lag and reachability; exit 1 if something is unreachable",
-        description="Print the outbox size, the age of its oldest row, and whether MariaDB, Redis and "
-        "gearmand answer (exit 0 if all do, else 1). Settings come from the options, the "
-        "environment and the config file, like the worker's.",
+        "status", help="lag, queues and health; exit 1 if anything is unhealthy",
+        description="Print the outbox size and lag (also per configured table, with when its changes were "
+        "last applied and whether its schema and triggers still fit the config), each gearmand's "
+        "queues and workers, the dead letters, and whether MariaDB, Redis and gearmand answer. Exit 1 "
+        "if anything is unhealthy: unreachable, schema drift, dead letters, jobs queued with no worker, "
+        "or an outbox lag over --max-lag. Settings come from the options, the environment and the "
+        "config file, like every command's.",
     )
     _config(st, "outbox database (GEARSYNC_MYSQL_URL)")
     st.add_argument("--redis-url", metavar="URL", help="Redis URL (GEARSYNC_REDIS_URL)")
     st.add_argument("--gearman", metavar="HOST[:PORT][,...]", type=_servers, help="gearmand servers")
     st.add_argument("--json", action="store_true", help="print one JSON object")
+    st.add_argument("--max-lag", metavar="S", type=_seconds, default=DEFAULT_MAX_LAG,
+                    help=f"unhealthy when the oldest outbox row is older than this ({DEFAULT_MAX_LAG:g})")
     for name, text in (("triggers", "print the trigger SQL (a script for the mysql client) of every configured "
                                     "table, after checking the config against the live schema"),
                        ("install", "check the config against the database, then create the triggers of "
@@ -178,8 +187,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 #: Options each command hands to Settings.load (the rest are the command's own).
-_SETTINGS = ("config_path", "gearman", "redis_url", "functions", "window", "batch_size", "log_level",
-             "mysql_url", "sweep_interval", "sweep_age", "tombstone_ttl", "metrics_port", "log_format",
+_SETTINGS = ("config_path", "gearman", "gearman_tls", "gearman_ca", "redis_url", "functions", "window", "batch_size",
+             "log_level", "mysql_url", "sweep_interval", "sweep_age", "tombstone_ttl", "metrics_port", "log_format",
              "concurrency", "redis_replicas")
 
 
@@ -207,13 +216,19 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def worker_command(args: argparse.Namespace, settings: Settings) -> int:
+    options = {k: v for k, v in vars(args).items() if k in _SETTINGS}
+
+    def reloader() -> Settings:
+        return Settings.load(options)
+
     if settings.concurrency > 1:
-        return run_workers(settings, settings.concurrency, lambda: configure(settings.log_level, settings.log_format))
-    return Worker(settings).run_forever()
+        return run_workers(settings, settings.concurrency,
+                           lambda i: configure(settings.log_level, settings.log_format, worker=i), reloader)
+    return Worker(settings, reloader=reloader).run_forever()
 
 
 def status_command(args: argparse.Namespace, settings: Settings) -> int:
-    st = status(settings.mysql_url, settings.redis_url, settings.gearman, tables=settings.tables)
+    st = status_of(settings, args.max_lag)
     print(st.to_json() if args.json else st)
     return 0 if st.ok else 1
 
@@ -241,7 +256,7 @@ def triggers_command(args: argparse.Namespace, settings: Settings) -> int:
             if args.command == "triggers":
                 sys.stdout.write(install.triggers_script(cfg, conn, args.mode))
             elif args.command == "install":
-                done = install.install(cfg, conn, args.mode)
+                done = install.install(cfg, conn, args.mode, redis_url=settings.redis_url)
                 for line in done.done:
                     print(line)
                 for line in done.warnings:

@@ -27,10 +27,10 @@ from __future__ import annotations
 import binascii
 import string
 
-from .constants import CHECKPOINT_PREFIX, KEY_PREFIX, LOCK_PREFIX, VERSION_PREFIX
+from .constants import CHECKPOINT_PREFIX, KEY_PREFIX, LOCK_PREFIX, RECORD_PREFIX, VERSION_PREFIX
 
-__all__ = ["version_key", "checkpoint_key", "lock_key", "reserved", "glob_escape", "key_pattern",
-           "hash_tag", "key_slot", "slot_tag", "SLOTS"]
+__all__ = ["version_key", "record_key", "record_pattern", "checkpoint_key", "lock_key", "reserved", "glob_escape",
+           "key_pattern", "hash_tag", "key_slot", "slot_tag", "SLOTS"]
 
 #: Hash slots of a Redis Cluster.
 SLOTS = 16384
@@ -97,6 +97,18 @@ def version_key(key: bytes | str, tagged: bool = False) -> bytes:
 def lock_key(what: str) -> bytes:
     """A lock held by one process of many (``gearsync:lock:<what>``), e.g. a table's backfill."""
     return LOCK_PREFIX + _bytes(what)
+
+
+def record_key(target: bytes, row_key: bytes | str) -> bytes:
+    """The record of what the row whose key is ``row_key`` placed in the extra target ``target``
+    (its id, see gearsync.targets): ``gearsync:r:<target>:<row key>``, a hash of version ``v``,
+    key ``k``, member ``m``, stream entry id ``i``."""
+    return RECORD_PREFIX + target + b":" + _bytes(row_key)
+
+
+def record_pattern(target: bytes) -> bytes:
+    """The glob of every record of ``target``."""
+    return glob_escape(RECORD_PREFIX + target + b":") + b"*"
 
 
 def checkpoint_key(table: str, part: str | None = None) -> bytes:

@@ -1,12 +1,45 @@
-"""Prometheus metrics of a worker (``gearsync worker --metrics-port N``)."""
+"""Prometheus metrics of a worker, or of a ``--concurrency`` group as one, through prometheus_client.
+
+A lone worker keeps its metrics in its own registry and serves them (gearsync.web). Under a
+supervisor every child records into files of a shared directory (prometheus_client's
+multiprocess mode, switched on in the child by :func:`use_multiprocess`) and the supervisor
+serves their sum at one address: Prometheus scrapes one target per group, whatever N is.
+
+Counters are the worker's own totals copied by :meth:`WorkerMetrics.sync` — after each batch,
+at each Redis retry (so a scrape during an outage sees the retries rising) and at each sweep
+tick — so nothing is added to the per-job path.
+"""
 
 from __future__ import annotations
 
+import os
 from typing import Any, Protocol
 
-from .prometheus import Metrics
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest, values
+from prometheus_client.multiprocess import MultiProcessCollector
 
-__all__ = ["WorkerMetrics"]
+__all__ = ["WorkerMetrics", "use_multiprocess", "group_registry", "render", "MULTIPROC_ENV"]
+
+MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
+BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+
+
+def use_multiprocess(directory: str) -> None:
+    """In a ``--concurrency`` child, before its metrics exist: record them in ``directory``."""
+    os.environ[MULTIPROC_ENV] = directory
+    values.ValueClass = values.get_value_class()
+
+
+def group_registry(directory: str) -> CollectorRegistry:
+    """The supervisor's registry: the sum of its children's files in ``directory``."""
+    registry = CollectorRegistry()
+    MultiProcessCollector(registry, path=directory)
+    return registry
+
+
+def render(registry: CollectorRegistry) -> bytes:
+    """The text exposition format of ``registry``."""
+    return generate_latest(registry)
 
 
 class _Counted(Protocol):
@@ -16,55 +49,77 @@ class _Counted(Protocol):
     jobs_failed: int
     redis_retries: int
     dead_letters: int
+    keys_refused: int
     applier: Any
 
 
 class WorkerMetrics:
-    """The worker's Prometheus metrics (``--metrics-port``): totals copied from the worker's
-    counters after each batch (no work on the per-job path), a batch-latency histogram per
-    mode, and the safe-mode lag (age of the oldest outbox row, measured each sweep tick)."""
+    """The worker's metrics (``--metrics-port``)."""
 
-    def __init__(self, worker: _Counted) -> None:
+    def __init__(self, worker: _Counted, registry: CollectorRegistry | None = None) -> None:
         self.worker = worker
-        m = self.registry = Metrics()
-        self.applied = m.counter("gearsync_jobs_applied_total", "Jobs (direct) or outbox rows (safe) applied to "
-                                 "Redis", ["mode"])
-        self.failed = m.counter("gearsync_jobs_failed_total", "Jobs failed (bad payload, Redis error)", ["mode"])
-        self.retried = m.counter("gearsync_redis_retries_total", "Redis writes retried while Redis was "
-                                 "unreachable", ["mode"])
-        self.latency = m.histogram("gearsync_batch_seconds", "Time to apply one batch of jobs", ["mode"])
-        m.gauge("gearsync_outbox_lag_seconds", "Age of the oldest outbox row (0: empty; safe mode)",
-                fn=lambda: (worker.applier.lag or 0.0) if worker.applier is not None else None)
-        self.dead = m.counter("gearsync_dead_letters_total", "Changes Redis refused for good (a WRONGTYPE, a "
-                              "script error), kept in the stream gearsync:dead", ["mode"])
-        self.skipped = m.counter("gearsync_changes_skipped_total", "Changes of configured tables that could not be "
-                                 "mapped (a configured column or the table gone): reported, left out", ["mode"])
-        self.drift = m.gauge("gearsync_table_schema_drift", "1 while a configured table's changes cannot be mapped "
-                             "(see gearsync status)", ["table"])
-        self._seen: dict[tuple[str, str], float] = {}
-        if worker.applier is not None:
-            worker.applier.track_lag = True
-            worker.applier.on_batch = lambda s: self.batch_done("safe", s)
+        r = self.registry = registry if registry is not None else CollectorRegistry()
+        self.applied = Counter("gearsync_jobs_applied", "Jobs (direct) or outbox rows (safe) applied to Redis",
+                               ["mode"], registry=r)
+        self.failed = Counter("gearsync_jobs_failed", "Jobs failed (bad payload, a key under gearsync:)", ["mode"],
+                              registry=r)
+        self.retried = Counter("gearsync_redis_retries", "Redis writes retried while Redis was unreachable or "
+                               "refused for a while (READONLY, OOM, …)", ["mode"], registry=r)
+        self.dead = Counter("gearsync_dead_letters", "Changes Redis refused for good (a WRONGTYPE, a script error), "
+                            "kept in the stream gearsync:dead", ["mode"], registry=r)
+        self.refused = Counter("gearsync_keys_refused", "Writes refused: a key under gearsync: or a corrupt stored "
+                               "version", ["mode"], registry=r)
+        self.skipped = Counter("gearsync_changes_skipped", "Changes of configured tables that could not be mapped "
+                               "(a configured column or the table gone): reported, left out", ["mode"], registry=r)
+        self.latency = Histogram("gearsync_batch_seconds", "Time to apply one batch of jobs", ["mode"],
+                                 buckets=BUCKETS, registry=r)
+        self.lag = Gauge("gearsync_outbox_lag_seconds", "Age of the oldest outbox row (0: empty; safe mode), "
+                         "measured each sweep tick", registry=r, multiprocess_mode="livemax")
+        self.table_applied = Counter("gearsync_table_changes_applied", "Changes of a configured table applied",
+                                     ["table"], registry=r)
+        self.table_lag = Gauge("gearsync_table_lag_seconds", "Age of a configured table's latest change when it was "
+                               "applied (from its commit to Redis)", ["table"], registry=r,
+                               multiprocess_mode="livemax")
+        self.drift = Gauge("gearsync_table_schema_drift", "1 while a configured table's changes cannot be mapped "
+                           "(see gearsync status)", ["table"], registry=r, multiprocess_mode="livemax")
+        self._seen: dict[tuple[Any, ...], float] = {}
+        a = worker.applier
+        if a is not None:
+            a.track_lag = True
+            a.on_batch = lambda s: self.batch_done("safe", s)
+            a.on_tick = self.sync
 
-    def _copy(self, counter: Any, mode: str, total: float) -> None:
-        key = (counter.name, mode)
+    def _copy(self, counter: Any, total: float, **labels: str) -> None:
+        key = (id(counter), *labels.values())
         delta = total - self._seen.get(key, 0.0)
         if delta > 0:
-            counter.inc(delta, mode=mode)
+            counter.labels(**labels).inc(delta)
             self._seen[key] = total
 
     def batch_done(self, mode: str, seconds: float) -> None:
-        self.latency.observe(seconds, mode=mode)
-        w = self.worker
-        self._copy(self.applied, "direct", w.jobs_applied + (w.applier.direct_applied if w.applier else 0))
-        self._copy(self.failed, "direct", w.jobs_failed)
-        self._copy(self.retried, "direct", w.redis_retries)
-        self._copy(self.dead, "direct", w.dead_letters)
-        if w.applier is not None:
-            self._copy(self.applied, "safe", w.applier.rows_applied)
-            self._copy(self.failed, "safe", w.applier.jobs_bad)
-            self._copy(self.retried, "safe", w.applier.redis_retries)
-            self._copy(self.skipped, "safe", w.applier.changes_skipped)
-            self._copy(self.dead, "safe", w.applier.dead_letters)
-            for table in w.applier.tables.readers:
-                self.drift.set(1.0 if table in w.applier.tables.drift else 0.0, table=table)
+        self.latency.labels(mode=mode).observe(seconds)
+        self.sync()
+
+    def sync(self) -> None:
+        """Copy the worker's totals into the metrics."""
+        w, a = self.worker, self.worker.applier
+        self._copy(self.applied, w.jobs_applied + (a.direct_applied if a else 0), mode="direct")
+        self._copy(self.failed, w.jobs_failed, mode="direct")
+        self._copy(self.retried, w.redis_retries, mode="direct")
+        self._copy(self.dead, w.dead_letters, mode="direct")
+        self._copy(self.refused, w.keys_refused, mode="direct")
+        if a is None:
+            return
+        self._copy(self.applied, a.rows_applied, mode="safe")
+        self._copy(self.failed, a.jobs_bad, mode="safe")
+        self._copy(self.retried, a.redis_retries, mode="safe")
+        self._copy(self.dead, a.dead_letters, mode="safe")
+        self._copy(self.refused, a.keys_refused + a.versions_corrupt, mode="safe")
+        self._copy(self.skipped, a.changes_skipped, mode="safe")
+        self.lag.set(a.lag or 0.0)
+        for table, n in a.applied_by_table.items():
+            self._copy(self.table_applied, n, table=table)
+        for table, age in a.lag_by_table.items():
+            self.table_lag.labels(table=table).set(age)
+        for table in a.tables.readers:
+            self.drift.labels(table=table).set(1.0 if table in a.tables.drift else 0.0)

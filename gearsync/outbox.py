@@ -110,11 +110,18 @@ def installed(conn: Any) -> dict[str, tuple[str, list[str]]]:
         return {_text(s): (_text(m), json.loads(_text(p))) for s, m, p in cur.fetchall()}
 
 
+def _row(r: Sequence[Any]) -> OutboxRow:
+    """A claimed row (its age comes as the server's text: see connections.RAW_TYPES)."""
+    id_, k, old_k, op, row, source, pk, ver, age = r
+    return OutboxRow(id_, k, old_k, op, row, source, pk, ver, float(age or 0))
+
+
 def _text(v: Any) -> str:
     return v.decode() if isinstance(v, (bytes, bytearray)) else str(v)
 
 
-_COLUMNS = "`id`, `k`, `old_k`, `op`, `row`, `source`, `pk`, `ver`"
+_COLUMNS = ("`id`, `k`, `old_k`, `op`, `row`, `source`, `pk`, `ver`, "
+            "TIMESTAMPDIFF(MICROSECOND, `created`, NOW(6)) / 1e6")
 _LOCK_WAIT_TIMEOUT = 1205
 _DEADLOCK = 1213
 
@@ -196,7 +203,7 @@ class Outbox:
                 log.info("outbox: a transaction held %d ids for over %d s; taking the committed "
                          "ones, the sweeper gets the rest", len(ids), self.lock_wait_timeout)
                 cur.execute(sql + " SKIP LOCKED", tuple(ids))
-            return [OutboxRow(*r) for r in cur.fetchall()]
+            return [_row(r) for r in cur.fetchall()]
         except Exception as e:
             raise self._fail(e, "claim") from e
         finally:
@@ -209,7 +216,7 @@ class Outbox:
         cur = self._cursor()
         try:
             cur.execute(sql, (int(older_than * 1e6), int(limit)))
-            return [OutboxRow(*r) for r in cur.fetchall()]
+            return [_row(r) for r in cur.fetchall()]
         except Exception as e:
             raise self._fail(e, "sweep") from e
         finally:

@@ -14,12 +14,13 @@ With ``replicas`` a batch counts as written once that many replicas have it (Red
 from __future__ import annotations
 
 import logging
+import time
 from typing import Any, Sequence
 
 from redis.exceptions import NoScriptError
 
-from .changes import DELETE, SET, Change, VersionedChange
-from .constants import DEAD_LETTERS, DEAD_LETTERS_MAX, DEFAULT_TOMBSTONE_TTL
+from .changes import DELETE, SET, Change, VersionedChange, as_versioned
+from .constants import APPLIED_AT, DEAD_LETTERS, DEAD_LETTERS_MAX, DEFAULT_TOMBSTONE_TTL
 from .keys import key_slot
 from .redis_batch import Pipe
 from .redis_clients import async_client
@@ -179,6 +180,34 @@ class RedisSink:
                 raise SinkUnavailable(f"{type(r).__name__}: {r}")
             out.append(r if isinstance(r, Exception) else int(r[0]))
         return out
+
+    async def apply_changes(self, changes: Sequence[Change], versions: Sequence[int],
+                            tombstone_ttl: int = DEFAULT_TOMBSTONE_TTL) -> list[Any]:
+        """Direct mode's writes: changes without a version (the seed's jobs, gman_do_background)
+        as plain SET/DEL (:meth:`apply`), those with one (gearsync_send's envelopes) through the
+        versioned script (:meth:`apply_versioned`), so a job re-sent or requeued behind newer
+        ones cannot leave an older value; per change the answer of the one that wrote it."""
+        plain = [i for i, v in enumerate(versions) if not v]
+        versioned = [i for i, v in enumerate(versions) if v]
+        out: list[Any] = [None] * len(changes)
+        if plain:
+            for i, r in zip(plain, await self.apply([changes[i] for i in plain])):
+                out[i] = r
+        if versioned:
+            vc = [as_versioned(changes[i], versions[i]) for i in versioned]
+            for i, r in zip(versioned, await self.apply_versioned(vc, tombstone_ttl)):
+                out[i] = r
+        return out
+
+    async def mark_applied(self, tables: Sequence[str]) -> None:
+        """Note in :data:`APPLIED_AT` that these tables' changes were applied now (for status);
+        best effort: a failure is logged, never raised."""
+        if not tables:
+            return
+        try:
+            await self.redis.hset(APPLIED_AT, mapping={t: repr(time.time()) for t in tables})
+        except Exception as e:  # status shows an older time; the changes themselves are written
+            log.debug("could not note the time of applying %s: %s", ", ".join(tables), e)
 
     async def dead_letter(self, entries: Sequence[dict[str, Any]]) -> None:
         """Record changes Redis refused for good in the stream :data:`DEAD_LETTERS` (capped at

@@ -53,6 +53,7 @@ class ConfiguredTables:
     def __init__(self, tables: Mapping[str, TableConfig], connection: Callable[[], Any],
                  mysql_url: str | None, redis_url: str) -> None:
         self.tables = dict(tables)
+        self._connection = connection
         self.readers = {name: TableReader(t, connection) for name, t in tables.items()}
         self.mysql_url, self.redis_url = mysql_url, redis_url
         #: source → why its changes cannot be mapped now (for status and metrics)
@@ -60,6 +61,19 @@ class ConfiguredTables:
         #: tables whose keys are being rewritten after their columns changed
         self.refreshing: dict[str, threading.Thread] = {}
         self.refreshes = 0
+
+    def update(self, tables: Mapping[str, TableConfig], changed: Sequence[str]) -> None:
+        """New mappings (a reload): ``changed`` tables get a new reader and their keys refreshed."""
+        for name in changed:
+            if name in tables:
+                self.readers[name] = TableReader(tables[name], self._connection)
+                self.drift.pop(name, None)
+            else:
+                self.readers.pop(name, None)
+        self.tables = dict(tables)
+        for name in changed:
+            if name in tables:
+                self.refresh(name)
 
     def read(self, rows: Sequence[OutboxRow], lock: bool = False) -> Read:
         """The committed rows the changes name, per configured table (``lock``: a locking read,

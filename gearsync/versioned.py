@@ -25,7 +25,7 @@ from .constants import DEFAULT_TOMBSTONE_TTL
 from .keys import key_slot, version_key
 from .redis_clients import is_cluster
 
-__all__ = ["LUA", "CHUNK", "MODES", "script_args", "pack_call", "ScriptRunner", "STALE", "APPLIED", "CORRUPT",
+__all__ = ["LUA", "CHUNK", "MODES", "vkey", "script_args", "pack_call", "ScriptRunner", "STALE", "APPLIED", "CORRUPT",
            "RESERVED"]
 
 LUA = resources.files(__package__).joinpath("versioned.lua").read_text(encoding="utf-8")
@@ -42,16 +42,26 @@ def _version(c: VersionedChange, mode: str) -> bytes:
     return b"" if mode == "cas" and not c.version else b"%d" % c.version
 
 
+def vkey(c: VersionedChange, tagged: bool = False) -> bytes:
+    """The key holding ``c``'s version: its placement's record, else :func:`version_key`
+    (``tagged``: a cluster's form)."""
+    return c.record if c.record is not None else version_key(c.key, tagged)
+
+
 def script_args(changes: Sequence[VersionedChange], tombstone_ttl: int,
                 mode: str = "v", tagged: bool = False) -> tuple[list[bytes], list[Any]]:
     """KEYS and ARGV of one ``versioned.lua`` call (``tagged``: a cluster's version keys)."""
     keys: list[bytes] = []
     argv: list[Any] = [tombstone_ttl, mode]
     for c in changes:
-        keys += (c.key, version_key(c.key, tagged))
+        keys += (c.key, vkey(c, tagged))
         ver = _version(c, mode)
         ttl = c.ttl or 0
-        if c.hash is not None:
+        if c.op is not None and c.op != b"j":
+            argv += (ver, c.op, ttl, len(c.args), *c.args)
+        elif c.op == b"j":
+            argv += (ver, b"j", ttl, 1, c.value or b"")
+        elif c.hash is not None:
             argv += (ver, b"h", ttl, 2 * len(c.hash))
             for f, v in c.hash.items():
                 argv += (f, v)
@@ -76,10 +86,15 @@ def pack_call(sha: bytes, changes: Sequence[VersionedChange], tombstone_ttl: int
     for c in changes:
         k = bytes(c.key)
         keys.append(_bulk(k))
-        keys.append(_bulk(version_key(k, tagged)))
+        keys.append(_bulk(vkey(c, tagged)))
         ver = _version(c, mode)
         ttl = b"%d" % (c.ttl or 0)
-        if c.hash is not None:
+        if c.op is not None:
+            args = c.args if c.op != b"j" else (c.value or b"",)
+            argv.append(_bulk(ver) + _bulk(c.op) + _bulk(ttl) + _bulk(b"%d" % len(args)))
+            argv += [_bulk(x) for x in args]
+            nargs += 4 + len(args)
+        elif c.hash is not None:
             argv.append(_bulk(ver) + b"$1\r\nh\r\n" + _bulk(ttl) + _bulk(b"%d" % (2 * len(c.hash))))
             argv += [_bulk(f) + _bulk(v) for f, v in c.hash.items()]
             nargs += 4 + 2 * len(c.hash)

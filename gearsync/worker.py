@@ -19,18 +19,23 @@ import asyncio
 import logging
 import signal
 import time
-from typing import Any, Awaitable, Callable, Iterable, TypeVar, Union
+from typing import Any, Awaitable, Callable, TypeVar
 
-from . import payload
 from .applier import TableApplier
 from .changes import Change
+from .envelope import BadSignature
+from .envelope import decode as decode_envelope
 from .connections import redact
 from .gearman.worker import GearmanWorker, Job
+from .jobs import Handler, KeyRefused, Record, default_handler
 from .keys import reserved
-from .metrics import WorkerMetrics
+from .metrics import WorkerMetrics, render, use_multiprocess
 from .constants import DEAD_LETTERS
 from .redis_sink import RedisSink, dead_letter_entry, until_written
-from .settings import Settings
+from .versioned import CORRUPT, STALE
+from .settings import Settings, SettingsError
+from .status import status_of
+from .web import Web
 
 __all__ = ["Worker", "Handler", "ForcedShutdown", "default_handler"]
 
@@ -38,22 +43,8 @@ log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 
-HandlerResult = Union[Change, Iterable[Change], None]
-#: A handler turns one job into the changes to apply (None: nothing to write).
-Handler = Callable[[Job], HandlerResult]
-
-
-class KeyRefused(ValueError):
-    """A job asked to write one of gearsync's own keys (``gearsync:…``)."""
-
-
 class ForcedShutdown(BaseException):
     """Second stop signal: leave now (BaseException, so ``except Exception`` cannot eat it)."""
-
-
-def default_handler(job: Job) -> list[Change]:
-    """The seed contract: the workload is the JSON payload of :mod:`gearsync.payload`."""
-    return payload.changes(job.workload)
 
 
 class Worker:
@@ -66,8 +57,13 @@ class Worker:
         redis: object | None = None,
         gearman: GearmanWorker | None = None,
         handlers: dict[str, Handler] | None = None,
+        reloader: Callable[[], Settings] | None = None,
     ) -> None:
         self.settings = settings or Settings.from_env()
+        #: Reads the settings again (SIGHUP: see :meth:`reload`).
+        self.reloader = reloader
+        #: Jobs of handler functions (which carry values) must be signed with it (gearsync_udf.cnf's).
+        self.secret = self.settings.secret
         self._redis = redis
         self._gearman = gearman
         self.handlers: dict[str, Handler] = {f: default_handler for f in self.settings.functions}
@@ -79,6 +75,8 @@ class Worker:
         self.jobs_failed = 0
         self.redis_retries = 0
         self.keys_refused = 0
+        self.jobs_unsigned = 0     # refused: no valid MAC while a secret is set
+        self.writes_stale = 0      # versioned writes skipped (an equal or newer version was there)
         self.dead_letters = 0
         self.batches = 0
         self._stopping = False
@@ -114,10 +112,10 @@ class Worker:
         if self._gearman is None:
             s = self.settings
             functions = list(self.handlers) + ([s.safe_function] if s.mysql_url else [])
-            if s.direct_tables and s.direct_function not in functions:
+            if s.mysql_url and s.direct_function not in functions:  # configured tables, now or after a reload
                 functions.append(s.direct_function)
             self._gearman = GearmanWorker(s.gearman, functions, window=s.window,
-                                          max_in_hand=max(s.max_in_hand, s.window))
+                                          max_in_hand=max(s.max_in_hand, s.window), ssl=s.gearman_ssl())
         return self._gearman
 
     # -- stopping ----------------------------------------------------------------------
@@ -143,6 +141,28 @@ class Worker:
         if self._task is not None:
             self._task.cancel()
 
+    def reload(self) -> None:
+        """SIGHUP: read the config again and apply what changed in the table mappings; a table
+        whose mapping changed has its keys rewritten in the background (versioned, so live
+        changes win). Connections, functions and other settings need a restart (logged)."""
+        if self.reloader is None:
+            return
+        try:
+            new = self.reloader()
+        except (SettingsError, ValueError) as e:
+            log.error("reload: the config is not usable, keeping the old one: %s", e)
+            return
+        old = self.settings
+        changed = sorted(n for n in set(old.tables) | set(new.tables) if old.tables.get(n) != new.tables.get(n))
+        others = [f for f in ("gearman", "redis_url", "mysql_url", "functions") if getattr(old, f) != getattr(new, f)]
+        if others:
+            log.warning("reload: %s changed; restart the worker for that", ", ".join(others))
+        old.tables.clear()
+        old.tables.update(new.tables)
+        if self.applier is not None:
+            self.applier.tables.update(new.tables, changed)
+        log.info("reload: %d tables, mapping changed for %s", len(new.tables), ", ".join(changed) or "none")
+
     def handle_signal(self, signum: int) -> None:
         """First signal: graceful stop; second: forced."""
         log.info("received %s", signal.Signals(signum).name)
@@ -163,7 +183,7 @@ class Worker:
     async def run(self, install_signals: bool = False) -> None:
         loop = asyncio.get_running_loop()
         self._task = asyncio.current_task()
-        signals = (signal.SIGTERM, signal.SIGINT) if install_signals else ()
+        signals: tuple[signal.Signals, ...] = (signal.SIGTERM, signal.SIGINT) if install_signals else ()
         for sig in signals:
             loop.add_signal_handler(sig, self.handle_signal, sig)
         if self._redis is not None:
@@ -174,14 +194,24 @@ class Worker:
                                            replica_timeout=self.settings.redis_replica_timeout)
         gm = self.gearman
         safe_task: asyncio.Task[None] | None = None
-        metrics_server = None
+        web: Web | None = None
         if self.settings.mysql_url:
             self.applier = TableApplier(self.settings, self.sink, gm)
             self.applier.table_handlers = self.table_handlers
-        if self.settings.metrics_port is not None:
+        if install_signals and self.reloader is not None:
+            loop.add_signal_handler(signal.SIGHUP, self.reload)
+            signals += (signal.SIGHUP,)
+        s = self.settings
+        if s.metrics_dir is not None:  # a child of a --concurrency group: the supervisor serves
+            use_multiprocess(s.metrics_dir)
             self.metrics = WorkerMetrics(self)
-            metrics_server = await self.metrics.registry.serve(self.settings.metrics_port, self.settings.metrics_host)
-            log.info("metrics on http://%s:%d/metrics", self.settings.metrics_host, self.settings.metrics_port)
+        elif s.metrics_port is not None:
+            self.metrics = WorkerMetrics(self)
+            registry = self.metrics.registry
+            web = Web(s.metrics_host, s.metrics_port, lambda: render(registry),
+                      lambda: status_of(s)).start()
+            log.info("metrics on http://%s:%d/metrics, status page on http://%s:%d/", s.metrics_host,
+                     s.metrics_port, s.metrics_host, s.metrics_port)
         if self.applier is not None:
             if self._stopping:
                 self.applier.request_stop()
@@ -210,8 +240,8 @@ class Worker:
                 safe_task.cancel()
                 await asyncio.gather(safe_task, return_exceptions=True)
             await gm.close()
-            if metrics_server is not None:
-                metrics_server.close()
+            if web is not None:
+                web.close()
             if self.applier is not None:
                 await self.applier.close()
             await self.sink.close()
@@ -248,32 +278,38 @@ class Worker:
                 self.applier.submit([j for j in theirs if j.function == safe_fn])
                 self.applier.submit_direct([j for j in theirs if j.function == direct_fn])
                 batch = [j for j in batch if j.function not in (safe_fn, direct_fn)]
+        versions: list[int] = []
+        secret = self.secret
         for job in batch:
             fn = handlers.get(job.function)
+            mine: list[tuple[Change, int]] = []
             try:
                 if fn is None:
                     raise LookupError(f"no handler for function {job.function!r}")
-                result = fn(job)
-                mine: list[Change] = ([] if result is None else [result] if isinstance(result, Change)
-                                      else list(result))
-                bad = [ch.key for ch in mine if reserved(ch.key)]
-                if bad:
-                    self.keys_refused += 1
-                    raise KeyRefused(f"refused: {bad[0]!r} is under gearsync:, gearsync's own keys "
-                                     "(versions, tombstones, checkpoints)")
+                for version, payload in decode_envelope(job.function, job.workload, secret):
+                    result = fn(Record(job, payload, version))
+                    for ch in [] if result is None else [result] if isinstance(result, Change) else result:
+                        if reserved(ch.key):
+                            self.keys_refused += 1
+                            raise KeyRefused(f"refused: {ch.key!r} is under gearsync:, gearsync's own keys "
+                                             "(versions, tombstones, checkpoints)")
+                        mine.append((ch, version))
             except Exception as e:
+                if isinstance(e, BadSignature):
+                    self.jobs_unsigned += 1
                 failed.append(job)
                 log.warning("job %s (%s) failed: %s: %s", job.handle.decode(errors="replace"),
                             job.function.decode(errors="replace"), type(e).__name__, e)
                 continue
             idx = len(ok)
             ok.append(job)
-            for ch in mine:
+            for ch, version in mine:
                 changes.append(ch)
+                versions.append(version)
                 owners.append(idx)
         if failed:
             self.jobs_failed += gm.fail(failed)
-        if not await self._apply(changes, owners, ok, gm, sink):
+        if not await self._apply(changes, versions, owners, ok, gm, sink):
             return False
         self.batches += 1
         if self.metrics is not None:
@@ -281,12 +317,21 @@ class Worker:
         self._summary()
         return True
 
-    async def _apply(self, changes: list[Change], owners: list[int], ok: list[Job],
+    async def _apply(self, changes: list[Change], versions: list[int], owners: list[int], ok: list[Job],
                      gm: GearmanWorker, sink: RedisSink) -> bool:
-        written, results = await self._until_written(lambda: sink.apply(changes), gm, len(ok))
+        """Write the batch (see RedisSink.apply_changes), keep what Redis refused for good in the
+        dead letters, then complete the jobs."""
+        written, results = await self._until_written(
+            lambda: sink.apply_changes(changes, versions, self.settings.tombstone_ttl), gm, len(ok))
         if not written:
             return False
         assert results is not None
+        self.writes_stale += sum(1 for r, v in zip(results, versions) if v and r == STALE)
+        for r, v, c in zip(results, versions, changes):
+            if v and r == CORRUPT:
+                self.keys_refused += 1
+                log.error("%r not written: its stored version is not a number (written by hand?); "
+                          "`gearsync verify --repair` resets it", c.key)
         bad: dict[int, Exception] = {}
         for i, r in enumerate(results):
             if isinstance(r, Exception):
@@ -314,6 +359,8 @@ class Worker:
         def on_retry() -> None:
             nonlocal paused
             self.redis_retries += 1
+            if self.metrics is not None:
+                self.metrics.sync()
             if not paused:
                 gm.pause()
                 paused = True

@@ -141,8 +141,10 @@ def test_truncating_the_outbox_loses_no_later_change(stack: Any, safe_worker: Wo
     converge(m, redis_client)
     before = int(redis_client.get(b"gearsync:v:test_safe:1"))
     execute(m, "TRUNCATE gearsync.outbox")
+    execute(m, "BEGIN")
     execute(m, "UPDATE test.test_safe SET name = 'after-truncate' WHERE id = 1")
     assert execute(m, "SELECT MAX(id) FROM gearsync.outbox")[0][0] == 1  # the ids went back
+    execute(m, "COMMIT")
     converge(m, redis_client)
     assert redis_state(redis_client) == {b"test_safe:1": b"after-truncate"}
     assert int(redis_client.get(b"gearsync:v:test_safe:1")) > before
@@ -234,12 +236,13 @@ def test_a_configured_column_dropped_is_reported_and_writes_go_on(stack: Any, op
                         f'[tables."{DB}.t_safe"]\nkey = "s:{{id}}"\nvalue = "hash"\ncolumns = ["b", "c"]\n')
     inst.install(parse({"tables": {f"{DB}.t_safe": {"key": "s:{id}", "value": "hash", "columns": ["b", "c"]}}}), ops)
     status = [sys.executable, "-m", "gearsync", "status", "--config", str(cfg_file)]
-    ok = subprocess.run(status, capture_output=True, text=True, env=safe_env)
-    assert ok.returncode == 0 and f"table {DB}.t_safe: ok" in ok.stdout, ok.stdout + ok.stderr
     port = free_port()
     w = WorkerProcess(safe_env, ["--config", str(cfg_file), "--metrics-port", str(port)],
                       log_path=tmp_path / "w.log", gearmand=stack.gearmand, function="gearsync").start()
     try:
+        wait_for(lambda: stack.gearmand.queued("gearsync") == 0, 10, 0.05, "doorbells of earlier tests handled")
+        ok = subprocess.run(status, capture_output=True, text=True, env=safe_env)
+        assert ok.returncode == 0 and f"table {DB}.t_safe: ok" in ok.stdout, ok.stdout + ok.stderr
         execute(ops, f"INSERT INTO {DB}.t_safe (id, b, c) VALUES (1, 'x', 1.5)")
         wait_for(lambda: redis_client.hgetall("s:1") == {b"b": b"x", b"c": b"1.50"}, 10, 0.05)
         execute(ops, f"ALTER TABLE {DB}.t_safe DROP COLUMN c")

@@ -200,8 +200,8 @@ def test_long_transaction_does_not_stall_the_worker(stack: Stack, tmp_path: Path
     print(f"long transaction: applied by the sweeper {took:.2f} s after its commit")
 
 
-def test_status_reports_lag_and_reachability(stack: Stack, safe_mysql: Any, redis_client: Any) -> None:
-    host, port = stack.gearmand.host, stack.gearmand.port
+def test_status_reports_lag_and_reachability(stack: Stack, safe_mysql: Any, redis_client: Any, gearmand: Any) -> None:
+    host, port = gearmand.host, gearmand.port  # an idle gearmand of its own: no queue left by other tests
     st = gearsync.status(stack.mysql_url, stack.redis_url, [(host, port)])
     assert st.ok and st.outbox_size == 0 and st.oldest_age is None
     _exec(safe_mysql, "INSERT INTO gearsync.outbox (source, k, op, created) "
@@ -285,11 +285,11 @@ def test_status_shows_queue_depth_and_workers_per_function(stack: Stack, gearman
     with GearmanClient(gearmand.host, gearmand.port) as c:
         c.submit_many("syncToRedis", [b'{"id": 1, "name": "x"}'] * 3)
     st = gearsync.status(gearman=[(gearmand.host, gearmand.port)])
-    assert st.ok
     assert st.gearman[gearmand.address]["syncToRedis"] == {"queued": 3, "running": 0, "workers": 0}
+    assert st.problems == [f"gearman {gearmand.address}: 3 jobs queued for syncToRedis and no worker"]
     res = subprocess.run([sys.executable, "-m", "gearsync", "status", "--gearman", gearmand.address,
                           "--redis-url", stack.redis_url], capture_output=True, text=True, timeout=30)
-    assert res.returncode == 0, res.stderr
+    assert res.returncode == 1, res.stderr  # jobs waiting and nobody to take them
     assert "syncToRedis: 3 queued (0 running), 0 workers" in res.stdout
     res = subprocess.run([sys.executable, "-m", "gearsync", "status", "--json", "--gearman", gearmand.address,
                           "--redis-url", stack.redis_url], capture_output=True, text=True, timeout=30)

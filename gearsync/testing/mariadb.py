@@ -43,16 +43,19 @@ class MariaDB(Daemon):
         super().__init__(workdir, port, env=env)
         self.plugin_dir = Path(plugin_dir or default_plugin_dir()).resolve()
         self.datadir = self.workdir / "data"
+        #: its own temporary files (not /tmp, which other programs clean and share)
+        self.tmpdir = self.workdir / "tmp"
         self.socket_path = self.workdir / "mysqld.sock"
         self.durable = durable
         self.extra_args = list(extra_args)
         self.user = "root"
 
     def prepare(self) -> None:
+        self.tmpdir.mkdir(parents=True, exist_ok=True)
         if (self.datadir / "mysql").is_dir():
             return
         install = _which("mariadb-install-db", "mysql_install_db")
-        cmd = [install, "--no-defaults", f"--datadir={self.datadir}", "--user=root",
+        cmd = [install, "--no-defaults", f"--datadir={self.datadir}", f"--tmpdir={self.tmpdir}", "--user=root",
                "--auth-root-authentication-method=normal", "--skip-test-db"]
         res = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, cwd=self.workdir)
         if res.returncode != 0:
@@ -60,7 +63,7 @@ class MariaDB(Daemon):
 
     def argv(self) -> list[str]:
         args = [
-            _which("mariadbd", "mysqld"), "--no-defaults", f"--datadir={self.datadir}",
+            _which("mariadbd", "mysqld"), "--no-defaults", f"--datadir={self.datadir}", f"--tmpdir={self.tmpdir}",
             f"--port={self.port}", f"--bind-address={self.host}", f"--socket={self.socket_path}",
             f"--pid-file={self.workdir / 'mysqld.pid'}", f"--log-error={self.log_path}",
             f"--plugin-dir={self.plugin_dir}", "--user=root", "--skip-log-bin",

@@ -58,6 +58,9 @@ class RedisCluster:
         self.primaries_wanted, self.replicas_wanted = primaries, replicas
         ports: set[int] = set()
         self._dead_slots: dict[int, list[int]] = {}
+        self.created = False
+        for old in self.workdir.glob("node-*/nodes.conf"):  # a cluster of an earlier run: not ours
+            old.unlink()
         self.nodes: list[RedisServer] = []
         for i in range(primaries * (1 + replicas)):
             port = cluster_port(ports)
@@ -69,7 +72,9 @@ class RedisCluster:
 
     # -- lifecycle --------------------------------------------------------------------------
     def start(self) -> "RedisCluster":
-        created = (self.nodes[0].workdir / "created").exists()
+        """Start the nodes; the first time, make them a cluster (a stopped cluster started again
+        keeps its ports and rejoins)."""
+        created = self.created
         try:
             for n in self.nodes:
                 for attempt in range(5):
@@ -83,7 +88,7 @@ class RedisCluster:
             if not created:
                 self.cli("--cluster", "create", *(n.address for n in self.nodes),
                          "--cluster-replicas", str(self.replicas_wanted), "--cluster-yes")
-                (self.nodes[0].workdir / "created").write_text("")
+                self.created = True
             self.wait_ok()
         except BaseException:
             self.stop()
