@@ -145,6 +145,13 @@ def safe_worker(stack: Stack, tmp_path: Path, safe_mysql: Any, redis_client: Any
     w.stop()
 
 
+@pytest.fixture
+def seed_drained(stack: Stack, redis_client: Any) -> None:
+    """No syncToRedis job of an earlier test is left queued (a worker of this test pointed at
+    another Redis would take it)."""
+    _drain(stack, redis_client)
+
+
 # -- Redis Cluster ------------------------------------------------------------------------------
 @pytest.fixture(scope="session")
 def redis_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisCluster]:

@@ -10,6 +10,9 @@ from typing import Any, Callable
 
 from helpers import execute, redis_state
 
+#: What a worker's log must never say: the writes of one call span slots, or something crashed.
+NEVER = ("CROSSSLOT", "CrossSlot", "don't hash to the same slot", "Traceback")
+
 
 class Stream(threading.Thread):
     """Random autocommit writes (upsert 60%, update 25%, delete 15%) over ``keys`` ids, each done

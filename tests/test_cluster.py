@@ -20,11 +20,9 @@ from gearsync.redis_clients import sync_client
 from gearsync.testing.processes import WorkerProcess, wait_for
 from gearsync.testing.redis_cluster import RedisCluster
 
-from conftest import _drain
 from helpers import converge, execute, redis_state
+from streams import NEVER
 
-#: What a log must never say: the writes of one call span slots, or something crashed.
-NEVER = ("CROSSSLOT", "CrossSlot", "don't hash to the same slot", "Traceback")
 
 CONFIG = """
 [tables."gs_c.users"]
@@ -48,11 +46,10 @@ def _per_primary(cluster: RedisCluster) -> list[int]:
 
 
 def test_both_modes_write_a_cluster(stack: Any, cluster: RedisCluster, safe_mysql: Any, redis_client: Any,
-                                    tmp_path: Path, safe_env: dict[str, str]) -> None:
+                                    seed_drained: None, tmp_path: Path, safe_env: dict[str, str]) -> None:
     """The seed's direct mode (test.test: MSET/DEL per slot) and safe mode (test.test_safe:
     versioned writes per slot) on one worker: every change arrives, spread over the three
     primaries, each version key beside its key."""
-    _drain(stack, redis_client)
     env = dict(safe_env, GEARSYNC_REDIS_URL=cluster.url)
     c = sync_client(cluster.url)
     w = WorkerProcess(env, log_path=tmp_path / "worker.log", gearmand=stack.gearmand, function="gearsync")

@@ -23,10 +23,8 @@ from gearsync.redis_clients import sync_client
 from gearsync.testing.processes import WorkerProcess, wait_for
 from gearsync.testing.redis_cluster import RedisCluster
 
-from conftest import _drain
 from helpers import execute, outbox_size
-from streams import Stream, direct_drift, safe_drift, settle
-from test_cluster import NEVER
+from streams import NEVER, Stream, direct_drift, safe_drift, settle
 
 
 @pytest.fixture
@@ -64,11 +62,10 @@ def _second_pass(conn: Any, c: Any) -> None:
 
 
 def test_a_primary_killed_mid_stream(stack: Any, own_cluster: RedisCluster, safe_mysql: Any, redis_client: Any,
-                                     tmp_path: Path, safe_env: dict[str, str]) -> None:
+                                     seed_drained: None, tmp_path: Path, safe_env: dict[str, str]) -> None:
     """The common case, without waiting for replicas (the default): a primary dies while both
     modes write, its replica (as current as loopback replication makes it) takes over. What was
     lost is counted; the worker goes on, and a second pass repairs every row."""
-    _drain(stack, redis_client)
     c = sync_client(own_cluster.url)
     w = _worker(stack, safe_env, tmp_path, own_cluster.url, 0).start()
     assert stack.mysql is not None
@@ -101,13 +98,12 @@ def test_a_primary_killed_mid_stream(stack: Any, own_cluster: RedisCluster, safe
 
 @pytest.mark.parametrize("replicas", [1, 0])
 def test_a_lagging_replica_promoted(stack: Any, own_cluster: RedisCluster, safe_mysql: Any, redis_client: Any,
-                                    tmp_path: Path, safe_env: dict[str, str], replicas: int) -> None:
+                                    seed_drained: None, tmp_path: Path, safe_env: dict[str, str], replicas: int) -> None:
     """The worst case: the replica is stopped (SIGSTOP) and its link cut while 300 more writes
     are made, then its primary dies and it is promoted without them. With
     GEARSYNC_REDIS_REPLICAS=1 the worker holds those batches (WAIT answers 0) and writes them to
     the promoted replica: 0 missing, 0 stale in both modes. With 0 the primary's acknowledgement
     was enough and the writes it took are gone: the test shows that they are."""
-    _drain(stack, redis_client)
     c = sync_client(own_cluster.url)
     w = _worker(stack, safe_env, tmp_path, own_cluster.url, replicas).start()
     assert stack.mysql is not None
@@ -157,10 +153,9 @@ def test_a_lagging_replica_promoted(stack: Any, own_cluster: RedisCluster, safe_
 
 
 def test_slots_resharded_while_writing(stack: Any, own_cluster: RedisCluster, safe_mysql: Any, redis_client: Any,
-                                       tmp_path: Path, safe_env: dict[str, str]) -> None:
+                                       seed_drained: None, tmp_path: Path, safe_env: dict[str, str]) -> None:
     """4,000 slots move from one primary to another and 1,000 move back (MIGRATE key by key,
     clients redirected with ASK then MOVED) while the stream writes: nothing lost, nothing stale."""
-    _drain(stack, redis_client)
     c = sync_client(own_cluster.url)
     w = _worker(stack, safe_env, tmp_path, own_cluster.url, 1).start()
     assert stack.mysql is not None

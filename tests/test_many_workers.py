@@ -24,9 +24,7 @@ from gearsync.testing.redis_cluster import RedisCluster
 from gearsync.testing.stack import free_port
 
 from helpers import execute, outbox_size, redis_state
-from streams import drift, settle
-from streams import drift, settle
-from test_cluster import NEVER
+from streams import NEVER, drift, settle
 
 ROWS = 30000  # a refresh of this many rows takes a few seconds: long enough for the others to see its lock
 

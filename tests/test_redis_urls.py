@@ -77,3 +77,13 @@ def test_clients_are_of_the_kind_the_url_names(redis_cluster) -> None:  # type: 
         assert len(c.get_primaries()) == 3
     finally:
         c.close()
+
+
+def test_extra_targets_are_refused_on_a_cluster(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """A placement writes its record and target keys in one call: keys of several slots."""
+    cfg = tmp_path / "gearsync.toml"
+    cfg.write_text('[mysql]\nurl = "mysql://u@h/"\n[tables."s.posts"]\nkey = "post:{id}"\nvalue = "json"\n'
+                   '[[tables."s.posts".targets]]\ntype = "set"\nkey = "tag:{tag}"\nmember = "{id}"\n')
+    with pytest.raises(SettingsError, match="extra targets .* which a Redis Cluster cannot take"):
+        Settings.load({"config_path": str(cfg)}, {"GEARSYNC_REDIS_URL": "redis+cluster://h:7000"})
+    assert Settings.load({"config_path": str(cfg)}, {"GEARSYNC_REDIS_URL": "redis+sentinel://s/svc"}).tables

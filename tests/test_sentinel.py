@@ -16,10 +16,8 @@ from gearsync.redis_clients import sync_client
 from gearsync.testing.processes import WorkerProcess, wait_for
 from gearsync.testing.redis_sentinel import SentinelSet
 
-from conftest import _drain
 from helpers import outbox_size
-from streams import Stream, direct_drift, safe_drift, settle
-from test_cluster import NEVER
+from streams import NEVER, Stream, direct_drift, safe_drift, settle
 
 
 @pytest.fixture
@@ -29,9 +27,8 @@ def sentinels(tmp_path: Path) -> Iterator[SentinelSet]:
 
 
 def test_primary_killed_mid_stream_loses_nothing(stack: Any, sentinels: SentinelSet, safe_mysql: Any,
-                                                 redis_client: Any, tmp_path: Path,
+                                                 redis_client: Any, seed_drained: None, tmp_path: Path,
                                                  safe_env: dict[str, str]) -> None:
-    _drain(stack, redis_client)
     env = dict(safe_env, GEARSYNC_REDIS_URL=sentinels.url, GEARSYNC_REDIS_REPLICAS="1", GEARSYNC_SWEEP_AGE="2",
                GEARSYNC_SWEEP_INTERVAL="0.5")
     st = subprocess.run([sys.executable, "-m", "gearsync", "status"], capture_output=True, text=True, env=env)
