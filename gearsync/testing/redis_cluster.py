@@ -79,9 +79,9 @@ class RedisCluster:
             for n in self.nodes:
                 for attempt in range(5):
                     try:
-                        n.start()
+                        self._start_node(n)
                         break
-                    except StackError as e:  # another process took the port since we chose it
+                    except StackError as e:  # another process took the port (or port + 10000) since we chose it
                         if created or "Address already in use" not in str(e) or attempt == 4:
                             raise
                         n.port = cluster_port({m.port for m in self.nodes} | {m.port + 10000 for m in self.nodes})
@@ -94,6 +94,23 @@ class RedisCluster:
             self.stop()
             raise
         return self
+
+    @staticmethod
+    def _start_node(n: RedisServer) -> None:
+        """Start a node and see it answer: it opens its port before the cluster bus port, so a
+        bus port taken meanwhile makes it exit after looking ready."""
+        n.start()
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            if not n.running:
+                raise StackError(f"{n.name} on port {n.port} exited: {n.tail()}")
+            try:
+                if n.client(socket_timeout=1).ping():
+                    return
+            except Exception:
+                pass
+            time.sleep(0.05)
+        raise StackError(f"{n.name} on port {n.port} does not answer PING: {n.tail()}")
 
     def stop(self) -> None:
         for n in self.nodes:
