@@ -32,8 +32,8 @@ import logging
 import time
 from typing import Any, Sequence, TypeVar
 
-from redis.exceptions import (AskError, ClusterDownError, MovedError, RedisClusterException, ResponseError,
-                              SlotNotCoveredError, TryAgainError)
+from redis.exceptions import (AskError, ClusterCrossSlotError, ClusterDownError, MovedError, RedisClusterException,
+                              ResponseError, SlotNotCoveredError, TryAgainError)
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
@@ -111,7 +111,7 @@ class Pipe:
             return []
         if not self.cluster:
             replies = await self._run_pipeline(commands)
-            moved = next((r for r in replies if isinstance(r, _CLUSTER_ANSWERS)), None)
+            moved = next((r for r in replies if isinstance(r, (*_CLUSTER_ANSWERS, ClusterCrossSlotError))), None)
             if moved is not None:
                 raise SinkUnavailable(f"{type(moved).__name__}: {moved} (this Redis is a cluster node: use a "
                                       "redis+cluster:// URL)")

@@ -5,6 +5,7 @@ all through ``redis+cluster://`` URLs, and never a cross-slot error."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import subprocess
 import sys
@@ -14,9 +15,12 @@ from typing import Any, Iterator
 import pytest
 
 from gearsync import install as inst
+from gearsync.changes import Change
 from gearsync.config import load
 from gearsync.keys import key_slot, version_key
 from gearsync.redis_clients import sync_client
+from gearsync.redis_errors import SinkUnavailable
+from gearsync.redis_sink import RedisSink
 from gearsync.testing.processes import WorkerProcess, wait_for
 from gearsync.testing.redis_cluster import RedisCluster
 
@@ -179,3 +183,19 @@ def test_one_backfill_of_a_table_at_a_time(cluster: RedisCluster, gs_c: Path) ->
         assert c.get(b"gearsync:lock:backfill:gs_c.users") is None  # released
     finally:
         c.close()
+
+
+def test_a_plain_url_to_a_cluster_node_says_what_to_use(cluster: RedisCluster) -> None:
+    """redis:// to one node of a cluster: its writes get MOVED or CROSSSLOT; the worker holds
+    them (SinkUnavailable, retried: never a dead letter) and says which URL to use."""
+    async def go() -> str:
+        sink = RedisSink.from_url(cluster.primaries()[0].url)
+        try:
+            await sink.apply([Change("set", f"k{i}", "v") for i in range(50)])
+        except SinkUnavailable as e:
+            return str(e)
+        finally:
+            await sink.close()
+        return ""
+
+    assert "use a redis+cluster:// URL" in asyncio.run(go())
