@@ -202,7 +202,14 @@ class Pipe:
     async def _send(self, node: Any, items: list[tuple[int, bool]], commands: Sequence[Sequence[Any]],
                     replies: list[Any], waits: dict[str, Any]) -> None:
         """``items`` (command index, ASKING first?) on one connection of ``node``, then WAIT."""
-        conn = node.acquire_connection()
+        try:
+            conn = node.acquire_connection()
+        except Exception as e:  # its pool is full (MaxConnectionsError): the batch is retried
+            full = RedisConnectionError(f"{node.name}: {type(e).__name__}: {e}")
+            for i, _ in items:
+                replies[i] = full
+            waits[node.name] = full
+            return
         data = [(_ASKING + pack(commands[i])) if asking else pack(commands[i]) for i, asking in items]
         if self.replicas > 0:
             data.append(pack(("WAIT", self.replicas, self.replica_timeout_ms)))

@@ -16,8 +16,9 @@ extra targets are checked by :mod:`gearsync.verify_targets`.
 **Orphans** are keys matching the table's key template as a glob (``order:{shop_id}:{id}`` →
 ``order:*:*``, literal ``*?[]\\`` escaped) that no row maps to: a ``SCAN MATCH`` after the rows
 were read (on every primary of a Redis Cluster), against the set of their keys (held in memory:
-about 100 bytes per row). Keys under ``gearsync:`` are never orphans. Two tables whose templates overlap (``user:{id}`` and
-``user:{id}:x``) would see each other's keys as orphans: give them disjoint prefixes.
+about 100 bytes per row). Keys under ``gearsync:`` are never orphans. Two tables whose
+templates overlap (``user:{id}`` and ``user:{id}:x``) would see each other's keys as orphans:
+give them disjoint prefixes.
 
 ``--repair`` writes the expected value (or deletes the orphan) with ``versioned.lua`` in mode
 ``cas``: only if the key's version is still the one read during the check, so a live change
@@ -177,11 +178,11 @@ def _reread(reader: TableReader, batch: Rows, fixes: list[VersionedChange]) -> l
 def verify_table(rt: ResolvedTable, conn: Any, client: Any, *, repair: bool = False,
                  chunk: int = DEFAULT_CHUNK, progress: bool = True, runner: ScriptRunner | None = None,
                  scan_count: int = 1000) -> TableReport:
-    """Compare one table with Redis (and repair it). Safe beside live changes: Redis is read
-    before the database says what a key should hold — a key that looks wrong is judged against
-    its row read again *after* Redis was read, and an orphan is one that no row maps to after
-    its version was read — so a repair (``cas`` on the version read) never writes a value older
-    than a live change that landed, nor deletes a key a new row just got."""
+    """Compare one table with Redis (and repair it). Safe beside live changes: what a repair
+    writes is decided after the versions were read — the rows it repairs are read again, and an
+    orphan is a key no row maps to once its version was read — so a repair (``cas`` on the
+    version read) never writes a value older than a live change that landed, nor deletes a key
+    a new row just got."""
     rep = TableReport(rt.name)
     runner = runner or (ScriptRunner(client) if repair else None)
     ceiling = version_ceiling(conn)
