@@ -24,7 +24,7 @@ from __future__ import annotations
 from typing import Sequence
 
 from .constants import DIRECT_FUNCTION, OUTBOX_SCHEMA, OUTBOX_TABLE, SAFE_FUNCTION
-from .outbox import OUTBOX_DDL
+from .outbox import OUTBOX_STATEMENTS, upgrade_statements
 from .quoting import key_expr, qualified as _qualified, quote_ident, quote_string
 from .codec import PK_HEX_KINDS
 
@@ -238,7 +238,10 @@ def install_section() -> str:
         "-- The outbox: one row per change of a safe-mode table, written by its triggers in the",
         "-- writer's transaction; ver (gearsync_seq()) is the change's version. gearsync workers",
         "-- delete applied rows. gearsync.installed records the tables `gearsync install` set up.",
-        OUTBOX_DDL.rstrip("\n"),
+        render_script(OUTBOX_STATEMENTS).rstrip("\n"),
+        "-- Columns added since the first release, for an outbox made before them (a procedure: the",
+        "-- same script for MySQL, which has no ADD COLUMN IF NOT EXISTS, and MariaDB).",
+        render_script(upgrade_statements()).rstrip("\n"),
         "",
         "-- The safe-mode demo table: changes arrive as SET test_safe:<id> <name> / DEL test_safe:<id>.",
         "CREATE TABLE IF NOT EXISTS `test`.`test_safe` (",

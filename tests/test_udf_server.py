@@ -1,8 +1,8 @@
-"""The UDF library inside a real mariadbd: every function through SQL, the nesting rule,
+"""The UDF library inside a real server (mariadbd, or MySQL's mysqld: GEARSYNC_TEST_SERVER): every function through SQL, the nesting rule,
 strict-mode triggers, failover between two gearmand, the circuit breaker, the config file
 across a server restart, and a concurrency test with mariadbd's RSS bound.
 
-These tests run their own MariaDB (module scope) whose plugin dir holds a copy of the
+These tests run their own server (module scope) whose plugin dir holds a copy of the
 library, so they can write its config file and restart it without disturbing the session
 stack.  Environment:
   GEARSYNC_SERVER_ASAN=1      load build/asan/gearsync_udf.so (make udf-asan) into mariadbd
@@ -30,10 +30,10 @@ from typing import Any, Iterator, List
 import pymysql
 import pytest
 
-from gearsync.testing.stack import Gearmand, MariaDB, free_port
+from gearsync.testing.stack import Gearmand, SqlServer, free_port, sql_server
 from gearsync.testing.processes import wait_for
 
-from helpers import REPO_ROOT
+from helpers import REPO_ROOT, SERVER
 from gearman_peers import CliWorker
 
 ASAN = os.environ.get("GEARSYNC_SERVER_ASAN") == "1"
@@ -88,28 +88,28 @@ def _asan_env() -> dict:
 
 
 @pytest.fixture(scope="module")
-def db(plugin_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[MariaDB]:
-    """A MariaDB of this module, every UDF registered by sql/install.sql."""
+def db(plugin_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[SqlServer]:
+    """A server of this module, every UDF registered by sql/install.sql."""
     if ASAN:
         (REPO_ROOT / ".run").mkdir(exist_ok=True)
     # A small buffer pool: it fills in the first round of the concurrency test, after
     # which InnoDB's memory stays put and mariadbd's RSS shows what the UDFs keep.
-    m = MariaDB(tmp_path_factory.mktemp("udfdb"), plugin_dir=plugin_dir, env=_asan_env(),
-                extra_args=["--innodb-buffer-pool-size=16M"])
+    m = sql_server(tmp_path_factory.mktemp("udfdb"), SERVER, plugin_dir=plugin_dir, env=_asan_env(),
+                   extra_args=["--innodb-buffer-pool-size=16M"])
     if ASAN:
         m.start_timeout = 180
     with m:
         m.source(REPO_ROOT / "sql" / "install.sql")
         m.execute("CREATE DATABASE IF NOT EXISTS udft")
         if ASAN:  # the sanitizer runtime and the instrumented library are really loaded
-            maps = Path(f"/proc/{m.proc.pid}/maps").read_text()
+            maps = Path(f"/proc/{m.pid}/maps").read_text()
             assert "libasan" in maps and str(plugin_dir / "gearsync_udf.so") in maps
         yield m
         assert m.running, "mariadbd died"
 
 
 @pytest.fixture
-def conn(db: MariaDB) -> Iterator[Any]:
+def conn(db: SqlServer) -> Iterator[Any]:
     c = db.connect(database="udft")
     yield c
     c.close()
@@ -159,7 +159,7 @@ EXPECTED = {
 }
 
 
-def test_install_registers_every_function(conn: Any, db: MariaDB) -> None:
+def test_install_registers_every_function(conn: Any, db: SqlServer) -> None:
     rows = {r[0]: (r[1], r[2]) for r in q(conn, "SELECT name, ret, type FROM mysql.func")}
     ret = {0: "str", 1: "real", 2: "int", 4: "decimal"}
     got = {k: (ret.get(v[0], v[0]), v[1]) for k, v in rows.items()}
@@ -330,7 +330,7 @@ def test_breaker_hung_gearmand_costs_microseconds(conn: Any, gm: Gearmand) -> No
 
 # ------------------------------------------------------------------ config file + restart
 
-def test_server_list_survives_restart(db: MariaDB, plugin_dir: Path, gm: Gearmand) -> None:
+def test_server_list_survives_restart(db: SqlServer, plugin_dir: Path, gm: Gearmand) -> None:
     cnf = plugin_dir / "gearsync_udf.cnf"
     cnf.write_text(f"# written by test_server_list_survives_restart\nservers = {gm.address}\n"
                    "timeout_ms = 300\n")
@@ -352,7 +352,7 @@ def test_server_list_survives_restart(db: MariaDB, plugin_dir: Path, gm: Gearman
 
 # ------------------------------------------------------------------ concurrency
 
-def test_concurrency_no_crash_no_deadlock_flat_rss(db: MariaDB, gm: Gearmand, gm2: Gearmand) -> None:
+def test_concurrency_no_crash_no_deadlock_flat_rss(db: SqlServer, gm: Gearmand, gm2: Gearmand) -> None:
     """16 connections of trigger-firing writes while another changes the server list."""
     setup = db.connect(database="udft")
     q(setup, "DROP TABLE IF EXISTS cc_t")
@@ -376,7 +376,8 @@ def test_concurrency_no_crash_no_deadlock_flat_rss(db: MariaDB, gm: Gearmand, gm
         q(setup, "CREATE TRIGGER cc_t_ad AFTER DELETE ON cc_t FOR EACH ROW "
                  "DO gman_do_low_background('ccdel', udf_json_values(OLD.id))")
     one(setup, "SELECT gman_servers_set(%s)", (f"{gm.address},{gm2.address}",))
-    pid = db.proc.pid
+    pid = db.pid
+    assert pid is not None
     conns, batch = 16, 50
     names = ["x", "ünïcødé \t\x01", "y" * 2000, '"quoted"\\', ""]
     rss: List[int] = []
