@@ -328,6 +328,59 @@ def test_breaker_hung_gearmand_costs_microseconds(conn: Any, gm: Gearmand) -> No
     assert one(conn, "SELECT COUNT(*) FROM cb_t") == 402  # every write committed
 
 
+# ------------------------------------------------------------------ how a trigger calls a UDF
+
+#: _init calls for one 4-row INSERT whose AFTER INSERT trigger calls a UDF once per row: both
+#: servers set up the trigger's statements (and their UDFs) again for each row. The library
+#: keeps its Gearman connection per server thread for that reason (DESIGN.md).
+TRIGGER_INITS_PER_ROW = {"mariadb": 1, "mysql": 1}  # measured: MariaDB 10.11, MySQL 9.7.4
+
+
+def _probe(conn: Any, plugin_dir: Path) -> None:
+    """tests/udf_probe/init_probe.c built into the plugin dir and registered (once)."""
+    so = plugin_dir / "gs_init_probe.so"
+    if not so.exists():
+        subprocess.run(["cc", "-O2", "-shared", "-fPIC", "-fvisibility=hidden", "-o", str(so),
+                        str(REPO_ROOT / "tests" / "udf_probe" / "init_probe.c")], check=True)
+    for fn in ("gs_probe", "gs_probe_inits", "gs_probe_calls", "gs_probe_deinits"):
+        if not q(conn, "SELECT 1 FROM mysql.func WHERE name = %s", (fn,)):
+            q(conn, f"CREATE FUNCTION {fn} RETURNS INTEGER SONAME 'gs_init_probe.so'")
+
+
+def _counts(conn: Any) -> tuple[int, int, int]:
+    (row,) = q(conn, "SELECT gs_probe_inits(), gs_probe_calls(), gs_probe_deinits()")
+    return int(row[0]), int(row[1]), int(row[2])
+
+
+def test_a_trigger_runs_a_udfs_init_for_every_row(conn: Any, plugin_dir: Path) -> None:
+    _probe(conn, plugin_dir)
+    q(conn, "DROP TABLE IF EXISTS probe_t")
+    q(conn, "CREATE TABLE probe_t (id INT PRIMARY KEY) ENGINE=InnoDB")
+    q(conn, "CREATE TRIGGER probe_t_ai AFTER INSERT ON probe_t FOR EACH ROW DO gs_probe(NEW.id)")
+    before = _counts(conn)
+    q(conn, "INSERT INTO probe_t VALUES (1), (2), (3), (4)")
+    inits, calls, deinits = (a - b for a, b in zip(_counts(conn), before))
+    assert calls == 4 and deinits == inits
+    assert inits == 4 * TRIGGER_INITS_PER_ROW[SERVER], (SERVER, inits)
+    # a plain SELECT over the same 4 rows sets the function up once
+    before = _counts(conn)
+    assert q(conn, "SELECT SUM(gs_probe(id)) FROM probe_t") == [(0,)]
+    assert tuple(a - b for a, b in zip(_counts(conn), before)) == (1, 4, 1)
+
+
+def test_udf_arguments_arrive_in_the_columns_character_set(conn: Any) -> None:
+    """Neither server converts a string argument to a UDF (MySQL >= 8.0.19 converts only for a
+    UDF that asks through its mysql_udf_metadata service, which the library does not): a latin1
+    'é' arrives as the byte E9, not UTF-8, so JSON gets U+FFFD; CONVERT(… USING utf8mb4) fixes it."""
+    q(conn, "DROP TABLE IF EXISTS cs_t")
+    q(conn, "CREATE TABLE cs_t (id INT PRIMARY KEY, l1 VARCHAR(10) CHARACTER SET latin1, "
+            "u8 VARCHAR(10) CHARACTER SET utf8mb4, g VARCHAR(10) CHARACTER SET gbk)")
+    q(conn, "INSERT INTO cs_t VALUES (1, 'é', 'é', '中')")
+    assert one(conn, "SELECT udf_json_object(l1, u8, g) FROM cs_t") == '{"l1":"\\ufffd","u8":"é","g":"\\ufffd\\ufffd"}'
+    assert json.loads(one(conn, "SELECT udf_json_array(CONVERT(l1 USING utf8mb4), CONVERT(g USING utf8mb4)) "
+                                "FROM cs_t")) == ["é", "中"]
+
+
 # ------------------------------------------------------------------ config file + restart
 
 def test_server_list_survives_restart(db: SqlServer, plugin_dir: Path, gm: Gearmand) -> None:

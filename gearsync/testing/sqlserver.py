@@ -17,7 +17,7 @@ from gearsync.udf_library import LIBRARY, default_build_dir
 
 from .daemons import Daemon, StackError, _port_open
 
-__all__ = ["SqlServer", "SERVER_ENV", "SERVERS", "server_name", "default_plugin_dir"]
+__all__ = ["SqlServer", "SERVER_ENV", "SERVERS", "server_name", "default_plugin_dir", "numbers"]
 
 #: The environment variable naming the server a stack (and the test suite) runs.
 SERVER_ENV = "GEARSYNC_TEST_SERVER"
@@ -31,6 +31,20 @@ def server_name(name: str | None = None) -> str:
     if chosen not in SERVERS:
         raise StackError(f"{SERVER_ENV}={chosen!r}: expected one of {', '.join(SERVERS)}")
     return chosen
+
+
+def numbers(n: int) -> str:
+    """A derived table of the integers 1..n in its column ``seq`` (``SELECT seq FROM {numbers(5)}``),
+    for both servers: MariaDB's Sequence tables (``seq_1_to_N``) do not exist in MySQL, and a
+    recursive CTE stops at 1,000 rows there (``cte_max_recursion_depth``). Cross joins of ten
+    digits, so a million rows take six."""
+    if n < 1:
+        raise ValueError("n must be at least 1")
+    places = len(str(n - 1))
+    digits = "(SELECT 0 AS d UNION ALL " + " UNION ALL ".join(f"SELECT {i}" for i in range(1, 10)) + ")"
+    value = " + ".join(f"d{i}.d * {10 ** i}" for i in range(places))
+    joins = " CROSS JOIN ".join(f"{digits} AS d{i}" for i in range(places))
+    return f"(SELECT {value} + 1 AS seq FROM {joins} WHERE {value} < {n}) AS numbers"
 
 
 def default_plugin_dir() -> Path:
