@@ -61,10 +61,15 @@ def _row_expr(alias: str, value_columns: Sequence[str]) -> str:
 def pk_expr(alias: str, pk: Sequence[tuple[str, str]]) -> str:
     """SQL naming a row by its primary key: ``JSON_ARRAY(NEW.a, HEX(NEW.b))`` — ``pk`` is
     (column, gearsync.codec kind) pairs; binary kinds travel as hex (see
-    :data:`gearsync.scan.PK_HEX_KINDS`), which JSON cannot carry raw."""
-    parts = [f"HEX({alias}.{quote_ident(c)})" if kind in PK_HEX_KINDS else f"{alias}.{quote_ident(c)}"
-             for c, kind in pk]
-    return "JSON_ARRAY(" + ", ".join(parts) + ")"
+    :data:`gearsync.scan.PK_HEX_KINDS`), which JSON cannot carry raw. Temporal values travel as
+    the column's own text (``CAST(… AS CHAR)``): MySQL's JSON prints every DATETIME and TIME
+    with six fractional digits, and MySQL 9.7 does not find a TIME(3) row by
+    ``(t, id) IN (('12:00:00.500000', 1))`` (it does by ``'12:00:00.500'``, and by either text
+    in a longer IN list); MariaDB's JSON prints the column's text already."""
+    def part(c: str, kind: str) -> str:
+        col = f"{alias}.{quote_ident(c)}"
+        return f"HEX({col})" if kind in PK_HEX_KINDS else f"CAST({col} AS CHAR)" if kind == "temporal" else col
+    return "JSON_ARRAY(" + ", ".join(part(c, kind) for c, kind in pk) + ")"
 
 
 def _check(doorbell: str, key_columns: Sequence[str], value_columns: Sequence[str],
