@@ -145,9 +145,9 @@ def mysql_client(stack: Stack, sql: str | bytes, database: str | None = None) ->
     returns the seconds from its first statement to the end of its last, as the server's clock
     (SYSDATE(6)) tells, so starting the client (`podman exec`: about 0.1 s) is not counted."""
     assert stack.mysql is not None
-    data = sql.encode() if isinstance(sql, str) else sql
-    data = (b"SET @gs_bench_t0 = SYSDATE(6);\n" + data + b"\n"
-            b"SELECT TIMESTAMPDIFF(MICROSECOND, @gs_bench_t0, SYSDATE(6));\n")
+    data = (sql.encode() if isinstance(sql, str) else sql).rstrip()
+    data = (b"SET @gs_bench_t0 = SYSDATE(6);\n" + data + (b"\n" if data.endswith(b";") else b";\n")
+            + b"SELECT TIMESTAMPDIFF(MICROSECOND, @gs_bench_t0, SYSDATE(6));\n")
     res = subprocess.run(stack.mysql.client_argv(database) + ["--batch", "--silent"], input=data,
                          stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     if res.returncode != 0:
