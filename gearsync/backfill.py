@@ -40,7 +40,8 @@ from .config import Config
 from .connections import connect_mysql, endpoints
 from .constants import DEFAULT_CHUNK, DEFAULT_REDIS_URL
 from .keys import checkpoint_key, glob_escape
-from .mapping import row_changes
+from .mapping import row_changes, target_changes
+from .modules import require_modules
 from .progress import Progress
 from .scan import TableReader, count_rows, plan_bounds
 from .schema import ResolvedTable, resolve
@@ -72,6 +73,14 @@ def _pk_json(pk: Sequence[Any]) -> list[Any]:
 
 def _pk_of(values: Sequence[Any]) -> list[Any]:
     return [bytes.fromhex(v["hex"]) if isinstance(v, dict) and "hex" in v else v for v in values]
+
+
+def snapshot(rt: ResolvedTable, batch: Any) -> list[Any]:
+    """A chunk's writes: each row's key, and its placements in the table's extra targets (a
+    stream gets an "upsert" event per row it has no record of; a row that places nothing, or
+    a stream's "delete", has nothing to snapshot)."""
+    placed = [c for c in target_changes(rt.cfg, batch) if c.args and c.args[1:2] != (b"delete",)]
+    return row_changes(rt.cfg, batch) + placed
 
 
 # -- one process ---------------------------------------------------------------------------------
@@ -131,7 +140,7 @@ def backfill_table(rt: ResolvedTable, conn: Any, client: "redis_lib.Redis", *, c
                 raise item
             if item is not None:
                 last, batch = item
-                changes = row_changes(rt.cfg, batch)
+                changes = snapshot(rt, batch)
             if pending is not None:
                 written += runner.collect(pending).count(APPLIED)
                 rows += pending_rows
@@ -263,6 +272,7 @@ def backfill(cfg: Config, tables: Sequence[str] | None = None, *, mysql_url: str
     redis_url = redis_url or cfg.redis_url or DEFAULT_REDIS_URL
     with endpoints(url, redis_url, "backfill") as (conn, client):
         resolved = resolve(cfg, conn, tables)
+        require_modules(cfg.subset(rt.cfg for rt in resolved), client)
         if jobs > 1:
             return [backfill_parallel(rt, url, redis_url, jobs, chunk=chunk, restart=restart,  # type: ignore[arg-type]
                                       progress=progress) for rt in resolved]

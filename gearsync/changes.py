@@ -16,7 +16,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Callable, NamedTuple
 
-__all__ = ["SET", "DELETE", "Change", "TableChange", "TableHandler", "Value", "VersionedChange", "OutboxRow"]
+__all__ = ["SET", "DELETE", "Change", "TableChange", "TableHandler", "Value", "VersionedChange", "OutboxRow", "as_versioned"]
 
 SET = "set"
 DELETE = "delete"
@@ -48,7 +48,8 @@ class TableChange(NamedTuple):
 @dataclass(frozen=True)
 class Value:
     """What a key should hold: ``kind`` is "string" (``data`` bytes), "hash" (``data`` a dict of
-    bytes to bytes) or "delete"; ``ttl`` seconds, None for no expiry."""
+    bytes to bytes), "redisjson" (``data`` a JSON document) or "delete"; ``ttl`` seconds, None
+    for no expiry."""
 
     kind: str
     data: bytes | dict[bytes, bytes] | None = None
@@ -83,13 +84,20 @@ class OutboxRow(NamedTuple):
 class VersionedChange(NamedTuple):
     """Write ``value`` to ``key`` (None: delete, leaving a tombstone) if stored version < version.
 
-    ``hash``: write a Redis hash of these fields instead of ``value``; ``ttl``: expire the key."""
+    ``hash``: write a Redis hash of these fields instead of ``value``; ``ttl``: expire the key.
+    ``op`` b"j": ``value`` is a JSON document for RedisJSON (``JSON.SET key $ value``). A
+    placement of an extra target (gearsync.targets) has ``op`` b"S" (set: ``args`` member),
+    b"Z" (sorted set: member, score) or b"X" (stream: maxlen, event op, row key[, row JSON]),
+    no ``args`` for a row that places nothing (S, Z), and its version in the hash ``record``."""
 
     key: bytes
     version: int | bytes    # repair ("cas"): the stored text as bytes, "!"-prefixed to reset it
     value: bytes | None
     hash: dict[bytes, bytes] | None = None
     ttl: int | None = None
+    op: bytes | None = None
+    args: tuple[bytes, ...] = ()
+    record: bytes | None = None
 
     @classmethod
     def of(cls, key: bytes, version: int, value: Value) -> "VersionedChange":
@@ -98,4 +106,12 @@ class VersionedChange(NamedTuple):
             return cls(key, version, None, value.data, value.ttl)  # type: ignore[arg-type]
         if value.kind == "string":
             return cls(key, version, value.data, None, value.ttl)  # type: ignore[arg-type]
+        if value.kind == "redisjson":
+            return cls(key, version, value.data, None, value.ttl, b"j")  # type: ignore[arg-type]
         return cls(key, version, None)
+
+
+def as_versioned(c: Change, version: int) -> VersionedChange:
+    """A plain change (the seed's payload) as a versioned write."""
+    key = c.key.encode("utf-8", "surrogatepass")
+    return VersionedChange(key, version, None if c.value is None else c.value.encode("utf-8", "surrogatepass"))

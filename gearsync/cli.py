@@ -19,7 +19,7 @@ from .connections import connect_mysql
 from .logs import configure
 from .resources import sql_path
 from .settings import LOG_FORMATS, LOG_LEVELS, Settings, SettingsError, parse_servers
-from .status import DEFAULT_MAX_LAG, status
+from .status import DEFAULT_MAX_LAG, status_of
 from .supervise import run_workers
 from .worker import Worker
 
@@ -75,6 +75,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     w.add_argument("--gearman", metavar="HOST[:PORT][,...]", type=_servers,
                    help="gearmand servers (default 127.0.0.1:4730; port defaults to 4730)")
+    w.add_argument("--gearman-tls", action="store_const", const="1",
+                   help="TLS to gearmand (GEARSYNC_GEARMAN_TLS; [gearman] tls; off)")
+    w.add_argument("--gearman-ca", metavar="FILE", help="CA certificates that verify gearmand's TLS certificate "
+                   "(GEARSYNC_GEARMAN_CA; default: the system's)")
     w.add_argument("--redis-url", metavar="URL", help="Redis URL (default redis://127.0.0.1:6379/0)")
     w.add_argument("--function", metavar="NAME", action="append", dest="functions",
                    help="Gearman function to serve (repeatable; default syncToRedis)")
@@ -168,7 +172,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 #: Options each command hands to Settings.load (the rest are the command's own).
-_SETTINGS = ("config_path", "gearman", "redis_url", "functions", "window", "batch_size", "log_level",
+_SETTINGS = ("config_path", "gearman", "gearman_tls", "gearman_ca", "redis_url", "functions", "window", "batch_size", "log_level",
              "mysql_url", "sweep_interval", "sweep_age", "tombstone_ttl", "metrics_port", "log_format",
              "concurrency")
 
@@ -208,8 +212,7 @@ def worker_command(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def status_command(args: argparse.Namespace, settings: Settings) -> int:
-    st = status(settings.mysql_url, settings.redis_url, settings.gearman, tables=settings.tables,
-                max_lag=args.max_lag)
+    st = status_of(settings, args.max_lag)
     print(st.to_json() if args.json else st)
     return 0 if st.ok else 1
 
@@ -237,7 +240,7 @@ def triggers_command(args: argparse.Namespace, settings: Settings) -> int:
             if args.command == "triggers":
                 sys.stdout.write(install.triggers_script(cfg, conn, args.mode))
             elif args.command == "install":
-                done = install.install(cfg, conn, args.mode)
+                done = install.install(cfg, conn, args.mode, redis_url=settings.redis_url)
                 for line in done.done:
                     print(line)
                 for line in done.warnings:

@@ -20,6 +20,13 @@
     key = "order:{shop_id}:{id}"
     value = "column"
     column = "status"                 # the key holds this one column as a string
+    where = "status <> 'draft'"       # SQL: rows outside it are absent from Redis
+    fields = { total = "price * qty", state = "status" }   # SQL computed in the read; a rename
+
+    [[tables."shop.orders".targets]]  # more targets: set, zset, stream (gearsync.targets)
+    type = "set"
+    key = "orders:{state}"
+    member = "{id}"
 
 Every error names the file, the table and the field. :func:`gearsync.schema.resolve` compares
 the tables and columns with a live database before anything is installed.
@@ -35,6 +42,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Mapping
 
+from .targets import TargetConfig, parse_target
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -43,9 +51,9 @@ else:  # pragma: no cover - exercised on older Pythons only
 
 __all__ = ["Config", "TableConfig", "ConfigError", "load", "parse", "VALUE_SHAPES", "MODES"]
 
-VALUE_SHAPES = ("json", "hash", "column")
+VALUE_SHAPES = ("json", "hash", "column", "redisjson")
 MODES = ("safe", "direct")
-_TABLE_FIELDS = {"key", "value", "column", "columns", "exclude", "ttl", "mode"}
+_TABLE_FIELDS = {"key", "value", "column", "columns", "exclude", "ttl", "mode", "where", "fields", "targets"}
 _TOP_FIELDS = {"gearman", "redis", "mysql", "tables"}
 # schema.table, each part a plain identifier or a backquoted one (`` doubles a backtick).
 _IDENT = r"(?:[A-Za-z0-9_$\u0080-\uffff]+|`(?:[^`]|``)+`)"
@@ -70,6 +78,11 @@ class TableConfig:
     exclude: tuple[str, ...] = ()
     ttl: int | None = None
     mode: str = "safe"
+    #: SQL condition; a row for which it is not true maps to nothing (its keys are deleted).
+    where: str | None = None
+    #: (name, SQL expression) computed in the read, in config order.
+    fields: tuple[tuple[str, str], ...] = ()
+    targets: tuple[TargetConfig, ...] = ()
 
     @property
     def name(self) -> str:
@@ -87,11 +100,18 @@ class TableConfig:
         except KeyError as e:
             raise ValueError(f"{self.name}: row has no key column {e.args[0]!r}") from None
 
+    @property
+    def field_names(self) -> tuple[str, ...]:
+        return tuple(n for n, _sql in self.fields)
+
     def value_columns(self, all_columns: Iterable[str]) -> list[str]:
-        """The columns that go into the value, in table order."""
+        """The table columns that go into the value, in table order (fields come after them;
+        with ``fields`` and neither ``columns`` nor ``exclude``, no table column)."""
         if self.value == "column":
             assert self.column is not None
-            return [self.column]
+            return [] if self.column in self.field_names else [self.column]
+        if self.fields and self.columns is None and not self.exclude:
+            return []
         cols = [c for c in all_columns if self.columns is None or c in self.columns]
         return [c for c in cols if c not in self.exclude]
 
@@ -113,6 +133,9 @@ class Config:
     """Connections and table mappings; ``source`` is the file it came from."""
 
     gearman: list[str] | None = None
+    #: TLS to gearmand: on/off (None: not said), and the files: "ca", "cert", "key" → path
+    gearman_tls: bool | None = None
+    gearman_files: dict[str, str] = field(default_factory=dict)
     redis_url: str | None = None
     mysql_url: str | None = None
     tables: dict[str, TableConfig] = field(default_factory=dict)
@@ -120,7 +143,8 @@ class Config:
 
     def subset(self, tables: Iterable[TableConfig]) -> "Config":
         """The same config with only ``tables``."""
-        return Config(self.gearman, self.redis_url, self.mysql_url, {t.name: t for t in tables}, self.source)
+        return Config(self.gearman, self.gearman_tls, dict(self.gearman_files), self.redis_url, self.mysql_url,
+                      {t.name: t for t in tables}, self.source)
 
     def table(self, name: str) -> TableConfig:
         try:
@@ -158,6 +182,17 @@ def parse(data: Mapping[str, Any], source: str = "<config>") -> Config:
         if not isinstance(servers, list) or not servers or not all(isinstance(s, str) and s.strip() for s in servers):
             raise ConfigError(f"{source}: gearman.servers: expected a non-empty list of \"host:port\" strings")
         cfg.gearman = [s.strip() for s in servers]
+    unknown = set(g) - {"servers", "tls", "ca", "cert", "key", "secret_file"}
+    if unknown:
+        raise ConfigError(f"{source}: gearman.{sorted(unknown)[0]}: unknown (expected servers, tls, ca, cert, key, "
+                          "secret_file)")
+    if "tls" in g:
+        if not isinstance(g["tls"], bool):
+            raise ConfigError(f"{source}: gearman.tls: expected true or false")
+        cfg.gearman_tls = g["tls"]
+    for name in ("ca", "cert", "key", "secret_file"):
+        if name in g:
+            cfg.gearman_files[name] = _string(g[name], f"{source}: gearman.{name}")
     r = _section(data, "redis", source)
     if "url" in r:
         cfg.redis_url = _string(r["url"], f"{source}: redis.url")
@@ -236,8 +271,35 @@ def _table(name: str, spec: Any, source: str) -> TableConfig:
     mode = spec.get("mode", "safe")
     if mode not in MODES:
         raise ConfigError(f"{where}.mode: {mode!r} is not one of {', '.join(MODES)}")
+    cond = spec.get("where")
+    if cond is not None:
+        cond = _no_control(_string(cond, f"{where}.where"), f"{where}.where")
+    fields = _fields(spec.get("fields", {}), f"{where}.fields")
+    if columns is not None and set(columns) & {n for n, _ in fields}:
+        raise ConfigError(f"{where}.fields: {sorted(set(columns) & {n for n, _ in fields})[0]!r} is also in columns")
+    targets = []
+    raw = spec.get("targets", [])
+    if not isinstance(raw, list):
+        raise ConfigError(f"{where}.targets: expected [[tables.\"{name}\".targets]] entries")
+    for i, t in enumerate(raw):
+        try:
+            targets.append(parse_target(t, f"{where}.targets[{i}]", f"{schema}.{table}"))
+        except ValueError as e:
+            raise ConfigError(str(e)) from None
     return TableConfig(schema=schema, table=table, key=key, key_columns=key_columns, value=value,
-                       column=column, columns=columns, exclude=exclude, ttl=ttl, mode=mode)
+                       column=column, columns=columns, exclude=exclude, ttl=ttl, mode=mode, where=cond,
+                       fields=fields, targets=tuple(targets))
+
+
+def _fields(v: Any, where: str) -> tuple[tuple[str, str], ...]:
+    """``fields = { name = "SQL expression", … }`` in config order."""
+    if not isinstance(v, dict):
+        raise ConfigError(f"{where}: expected a table such as {{ full_name = \"CONCAT(first, ' ', last)\" }}")
+    out = []
+    for name, sql in v.items():
+        _no_control(name, f"{where}: the field name")
+        out.append((name, _no_control(_string(sql, f"{where}.{name}"), f"{where}.{name}")))
+    return tuple(out)
 
 
 def _no_control(text: str, where: str) -> str:

@@ -10,8 +10,8 @@ from __future__ import annotations
 __all__ = [
     "DEFAULT_GEARMAN_PORT", "DEFAULT_GEARMAN", "DEFAULT_REDIS_URL", "SEED_FUNCTION", "SAFE_FUNCTION",
     "DIRECT_FUNCTION", "OUTBOX_SCHEMA", "OUTBOX_TABLE", "KEY_PREFIX", "VERSION_PREFIX", "CHECKPOINT_PREFIX",
-    "DEFAULT_TOMBSTONE_TTL", "DEFAULT_CONFIG_FILE", "DEFAULT_CHUNK", "DEAD_LETTERS", "DEAD_LETTERS_MAX",
-    "APPLIED_AT",
+    "DEFAULT_TOMBSTONE_TTL", "RECORD_PREFIX", "DEFAULT_CONFIG_FILE", "DEFAULT_CHUNK", "DEAD_LETTERS",
+    "DEAD_LETTERS_MAX", "APPLIED_AT",
 ]
 
 # -- connections ---------------------------------------------------------------------------------
@@ -39,6 +39,8 @@ OUTBOX_TABLE = "outbox"
 KEY_PREFIX = b"gearsync:"
 #: ``gearsync:v:<key>``: the version of a key written through the versioned script.
 VERSION_PREFIX = KEY_PREFIX + b"v:"
+#: ``gearsync:r:<target>:<row key>``: what a row placed in an extra target (gearsync.targets).
+RECORD_PREFIX = KEY_PREFIX + b"r:"
 #: ``gearsync:backfill:<schema.table>``: a backfill's checkpoint.
 CHECKPOINT_PREFIX = KEY_PREFIX + b"backfill:"
 #: A stream of the changes Redis refused for good (a WRONGTYPE, a script error): what they were

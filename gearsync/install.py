@@ -15,8 +15,12 @@ from __future__ import annotations
 import logging
 from typing import Any, Sequence
 
+import redis as redis_lib
+
 from . import __version__, outbox
 from .config import Config, ConfigError
+from .constants import DEFAULT_REDIS_URL
+from .modules import require_modules
 from .schema import ResolvedTable, resolve
 from .triggers import direct_triggers, drop_triggers, render_script, safe_triggers
 
@@ -91,14 +95,33 @@ class Installed(list):  # type: ignore[type-arg]
         self.warnings = list(warnings)
 
 
-def install(cfg: Config, conn: Any, mode: str | None = None) -> Installed:
+def check_redis(cfg: Config, redis_url: str | None) -> None:
+    """Raise ConfigError if a table needs a Redis module (``value = "redisjson"``) that the Redis
+    at ``redis_url`` (else the config's, else the default) lacks, or that Redis cannot be asked."""
+    if not any(t.value == "redisjson" for t in cfg.tables.values()):
+        return
+    url = redis_url or cfg.redis_url or DEFAULT_REDIS_URL
+    client = redis_lib.Redis.from_url(url, socket_connect_timeout=5, socket_timeout=10)
+    try:
+        require_modules(cfg, client, f" at {url}")
+    except redis_lib.RedisError as e:
+        raise ConfigError(f"{cfg.source}: value = \"redisjson\" needs the RedisJSON module; cannot ask the Redis at "
+                          f"{url} whether it has it ({type(e).__name__}: {e})") from None
+    finally:
+        client.close()
+
+
+def install(cfg: Config, conn: Any, mode: str | None = None, *, redis_url: str | None = None) -> Installed:
     """Check everything, then create the triggers of every configured table; their names.
 
-    Before anything is created: every table resolves against the schema, the UDFs the
-    triggers call are registered, and the outbox exists with every column the triggers write
-    (created or upgraded if not). Tables without transactions and tables changed by cascading
-    foreign keys are reported in ``warnings``."""
+    Before anything is created: every table resolves against the schema (its ``where``,
+    ``fields`` and targets compile against the table), the UDFs the triggers call are
+    registered, Redis has the modules the config needs (``redis_url``, else the config's), and
+    the outbox exists with every column the triggers write (created or upgraded if not).
+    Tables without transactions and tables changed by cascading foreign keys are reported in
+    ``warnings``."""
     tables = resolve(cfg, conn)
+    check_redis(cfg, redis_url)
     check_udfs(conn)
     try:
         done = outbox.ensure(conn)

@@ -8,9 +8,10 @@ from __future__ import annotations
 
 import string
 
-from .constants import CHECKPOINT_PREFIX, KEY_PREFIX, VERSION_PREFIX
+from .constants import CHECKPOINT_PREFIX, KEY_PREFIX, RECORD_PREFIX, VERSION_PREFIX
 
-__all__ = ["version_key", "checkpoint_key", "reserved", "glob_escape", "key_pattern"]
+__all__ = ["version_key", "record_key", "record_pattern", "checkpoint_key", "reserved", "glob_escape",
+           "key_pattern"]
 
 
 def _bytes(key: bytes | str) -> bytes:
@@ -20,6 +21,18 @@ def _bytes(key: bytes | str) -> bytes:
 def version_key(key: bytes | str) -> bytes:
     """The key holding the version of ``key``: ``gearsync:v:<key>``."""
     return VERSION_PREFIX + _bytes(key)
+
+
+def record_key(target: bytes, row_key: bytes | str) -> bytes:
+    """The record of what the row whose key is ``row_key`` placed in the extra target ``target``
+    (its id, see gearsync.targets): ``gearsync:r:<target>:<row key>``, a hash of version ``v``,
+    key ``k``, member ``m``, stream entry id ``i``."""
+    return RECORD_PREFIX + target + b":" + _bytes(row_key)
+
+
+def record_pattern(target: bytes) -> bytes:
+    """The glob of every record of ``target``."""
+    return glob_escape(RECORD_PREFIX + target + b":") + b"*"
 
 
 def checkpoint_key(table: str, part: str | None = None) -> bytes:

@@ -24,11 +24,14 @@ from typing import Any, Callable, Mapping, Sequence
 
 from .changes import OutboxRow, TableChange, TableHandler, Value, VersionedChange
 from .codec import bytes_encoder, json_encoder
+from .computed import IN, field_name
 from .config import TableConfig
 from .payload import Num, decode_json
+from .placements import placements
 from .scan import Rows
 
-__all__ = ["RowEncoder", "encoder", "row_changes", "changes_of", "SchemaDrift", "Read"]
+__all__ = ["RowEncoder", "encoder", "row_changes", "target_changes", "changes_of", "SchemaDrift", "Read",
+           "coalesce"]
 
 log = logging.getLogger(__name__)
 
@@ -40,29 +43,56 @@ class SchemaDrift(ValueError):
 
 
 class RowEncoder:
-    """A table's rows (values in the order of ``names``) → its Redis values."""
+    """A table's rows (values in the order of ``names``: computed values, then the table's
+    columns, see gearsync.scan.Rows) → its Redis values. A row outside the table's ``where``
+    maps to nothing (its key is deleted)."""
 
     def __init__(self, cfg: TableConfig, names: Sequence[str], kinds: Mapping[str, str]) -> None:
         self.cfg, self.ttl, self.shape = cfg, cfg.ttl, cfg.value
         index = {n: i for i, n in enumerate(names)}
-        chosen = cfg.value_columns(names)
-        missing = [c for c in ([cfg.column] if cfg.value == "column" else (cfg.columns or ())) if c not in index]
+        columns = [n for n in names if not n.startswith("\0")]
+        fields = set(cfg.field_names)
+        chosen = cfg.value_columns(columns)
+        named = [cfg.column] if cfg.value == "column" else list(cfg.columns or ())
+        missing = [c for c in named if c not in index and c not in fields]
         if missing:
             raise SchemaDrift(f"{cfg.display}: configured column {missing[0]!r} is not in the table "
-                              f"(it has {', '.join(names)})")
-        self.column = (index[chosen[0]], bytes_encoder(kinds.get(chosen[0], "text"))) if cfg.value == "column" else None
-        self.json = [(index[c], _json_string(c) + ":", json_encoder(kinds.get(c, "text"))) for c in chosen]
-        self.hash = [(index[c], c.encode("utf-8", "surrogateescape"), bytes_encoder(kinds.get(c, "text")))
-                     for c in chosen]
+                              f"(it has {', '.join(columns)})")
+        self.inside = index.get(IN)
+
+        def at(name: str) -> tuple[int, str]:
+            ref = field_name(name) if name in fields else name
+            return index[ref], kinds.get(ref, "text")
+
+        if cfg.value == "column":
+            assert cfg.column is not None
+            i, kind = at(cfg.column)
+            self.column: tuple[int, Callable[[Any], bytes]] | None = (i, bytes_encoder(kind))
+            members = [(cfg.column, i, kind)]
+        else:
+            self.column = None
+            members = [(c, *at(c)) for c in chosen] + [(f, *at(f)) for f in cfg.field_names]
+        self.json = [(i, _json_string(c) + ":", json_encoder(kind)) for c, i, kind in members]
+        self.hash = [(i, c.encode("utf-8", "surrogateescape"), bytes_encoder(kind)) for c, i, kind in members]
+
+    def present(self, values: Sequence[Any]) -> bool:
+        """Whether the row is inside the table's ``where`` (always, without one)."""
+        return self.inside is None or bool(int(values[self.inside] or 0))
+
+    def json_text(self, values: Sequence[Any]) -> bytes:
+        """The value's columns and fields as one JSON object."""
+        body = ",".join(name + ("null" if values[i] is None else enc(values[i])) for i, name, enc in self.json)
+        return ("{" + body + "}").encode("utf-8", "surrogateescape")
 
     def value(self, values: Sequence[Any]) -> Value:
+        if not self.present(values):
+            return Value("delete")
         if self.column is not None:
             i, enc = self.column
             v = values[i]
             return Value("delete") if v is None else Value("string", enc(v), self.ttl)
-        if self.shape == "json":
-            body = ",".join(name + ("null" if values[i] is None else enc(values[i])) for i, name, enc in self.json)
-            return Value("string", ("{" + body + "}").encode("utf-8", "surrogateescape"), self.ttl)
+        if self.shape in ("json", "redisjson"):
+            return Value("string" if self.shape == "json" else "redisjson", self.json_text(values), self.ttl)
         fields = {f: enc(values[i]) for i, f, enc in self.hash if values[i] is not None}
         return Value("hash", fields, self.ttl) if fields else Value("delete")
 
@@ -90,6 +120,31 @@ def row_changes(cfg: TableConfig, rows: Rows, version: int = 0) -> list[Versione
     return [enc.change(k, version, values) for k, values in rows.rows]
 
 
+def target_changes(cfg: TableConfig, rows: Rows, version: int = 0) -> list[VersionedChange]:
+    """Scanned rows → the placements of the table's extra targets (gearsync.targets)."""
+    if not cfg.targets:
+        return []
+    enc = encoder(cfg, rows.names, rows.kinds)
+    return [c for k, values in rows.rows for c in placements(cfg, rows.names, enc, k, version, values)]
+
+
+def coalesce(changes: Sequence[VersionedChange]) -> list[VersionedChange]:
+    """``changes`` with only the newest placement per record (the changes of one row in a batch
+    all read the row as it is now: one placement, one stream entry says it)."""
+    best: dict[bytes, int] = {}
+    for i, c in enumerate(changes):
+        if c.record is not None:
+            j = best.get(c.record)
+            if j is None or _ver(changes[j]) <= _ver(c):
+                best[c.record] = i
+    keep = set(best.values())
+    return [c for i, c in enumerate(changes) if c.record is None or i in keep]
+
+
+def _ver(c: VersionedChange) -> int:
+    return c.version if isinstance(c.version, int) else 0
+
+
 def _moved(key: bytes, old_key: bytes | None, version: int) -> list[VersionedChange]:
     """The deletion of the old key when a change moved the row to another key."""
     if old_key is None or old_key == key:
@@ -115,6 +170,8 @@ def changes_of(rows: Sequence[OutboxRow], read: Read, tables: Mapping[str, Table
     object). A change that cannot be mapped (unreadable JSON, a handler that raises, a
     configured column gone) is reported to ``on_skip`` and left out (it will not get better)."""
     found: dict[str, tuple[dict[bytes, tuple[Any, ...]], Rows]] = {s: (dict(r.rows), r) for s, r in read.items()}
+    # the encoder of each table read (one per batch, not one lookup per row)
+    encoders = {s: encoder(tables[s], r.names, r.kinds) for s, r in read.items() if tables and s in tables}
     out: list[VersionedChange] = []
     for r in rows:
         key = bytes(r.key)
@@ -130,9 +187,11 @@ def changes_of(rows: Sequence[OutboxRow], read: Read, tables: Mapping[str, Table
                 change = VersionedChange(key, ver, None)
             elif table is not None:
                 names, values = row
-                change = encoder(table, names, _kinds(r, found, values)).change(key, ver, values)
+                enc = encoders.get(r.source or "") if r.pk is not None else None
+                change = (enc or encoder(table, names, _kinds(r, found, values))).change(key, ver, values)
             else:
                 change = VersionedChange(key, ver, _builtin_value(r.row))
+            extra = _placed(table, r, key, old, ver, row, found) if table is not None and fn is None else []
         except Exception as e:  # noqa: BLE001 - reported, then the change is left out
             if on_skip is not None:
                 on_skip(r, f"{type(e).__name__}: {e}")
@@ -140,7 +199,23 @@ def changes_of(rows: Sequence[OutboxRow], read: Read, tables: Mapping[str, Table
             continue
         out += _moved(key, old, ver)
         out.append(change)
-    return out
+        out += extra
+    return coalesce(out)
+
+
+def _placed(table: TableConfig, r: OutboxRow, key: bytes, old: bytes | None, ver: int,
+            row: tuple[Sequence[str], Sequence[Any]] | None, found: Mapping[str, Any]) -> list[VersionedChange]:
+    """The placements of a change in the table's extra targets: the row's, and nothing for its
+    old key when the change moved it."""
+    if not table.targets or r.pk is None:
+        return []
+    read = found.get(r.source or "")
+    names = row[0] if row is not None else ()
+    enc = encoder(table, names, read[1].kinds) if read is not None and row is not None else None
+    out: list[VersionedChange] = []
+    if old is not None and old != key:
+        out += placements(table, (), None, old, ver, None)
+    return out + placements(table, names, enc, key, ver, None if row is None else row[1])
 
 
 def _row_of(r: OutboxRow, key: bytes, found: Mapping[str, Any], tables: Mapping[str, TableConfig] | None

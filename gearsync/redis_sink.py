@@ -23,7 +23,7 @@ from redis.exceptions import (AskError, AuthenticationError, BusyLoadingError, C
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from .changes import DELETE, SET, Change, VersionedChange
+from .changes import DELETE, SET, Change, VersionedChange, as_versioned
 from .constants import APPLIED_AT, DEAD_LETTERS, DEAD_LETTERS_MAX, DEFAULT_TOMBSTONE_TTL
 from .versioned import CHUNK, LUA, script_args
 
@@ -223,6 +223,24 @@ class RedisSink:
             if isinstance(r, Exception) and retryable(r):
                 raise SinkUnavailable(f"{type(r).__name__}: {r}")
             out.append(r if isinstance(r, Exception) else int(r[0]))
+        return out
+
+    async def apply_changes(self, changes: Sequence[Change], versions: Sequence[int],
+                            tombstone_ttl: int = DEFAULT_TOMBSTONE_TTL) -> list[Any]:
+        """Direct mode's writes: changes without a version (the seed's jobs, gman_do_background)
+        as plain SET/DEL (:meth:`apply`), those with one (gearsync_send's envelopes) through the
+        versioned script (:meth:`apply_versioned`), so a job re-sent or requeued behind newer
+        ones cannot leave an older value; per change the answer of the one that wrote it."""
+        plain = [i for i, v in enumerate(versions) if not v]
+        versioned = [i for i, v in enumerate(versions) if v]
+        out: list[Any] = [None] * len(changes)
+        if plain:
+            for i, r in zip(plain, await self.apply([changes[i] for i in plain])):
+                out[i] = r
+        if versioned:
+            vc = [as_versioned(changes[i], versions[i]) for i in versioned]
+            for i, r in zip(versioned, await self.apply_versioned(vc, tombstone_ttl)):
+                out[i] = r
         return out
 
     async def mark_applied(self, tables: Sequence[str]) -> None:

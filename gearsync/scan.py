@@ -1,8 +1,10 @@
 """Reading a configured table's rows: in primary-key chunks (backfill, verify) and by primary
 key (the worker, for the changes it applies).
 
-Every read is ``SELECT <key expression>, t.* …``: the key is computed by the database with the
-very expression the triggers use, and ``t.*`` brings every column the table has *now* — a
+Every read is ``SELECT <key expression>, <computed…>, t.* …``: the key is computed by the
+database with the very expression the triggers use, the config's filter, fields and target
+keys/members/scores by :mod:`gearsync.computed` (named in :attr:`Rows.names` by their internal
+names, before the table's columns), and ``t.*`` brings every column the table has *now* — a
 column added a moment ago included — in the server's own text for numbers and times (see
 :func:`gearsync.connections.connect_mysql`). :mod:`gearsync.codec` turns the values into what
 Redis holds, the same way for the worker, backfill and verify.
@@ -18,6 +20,7 @@ import logging
 from typing import Any, Callable, Iterator, Mapping, NamedTuple, Sequence
 
 from .codec import PK_HEX_KINDS
+from .computed import ALIAS, extras
 from .config import TableConfig
 from .constants import DEFAULT_CHUNK
 from .quoting import MARK, params, qualified, quote_ident
@@ -27,12 +30,13 @@ __all__ = ["TableReader", "Rows", "count_rows", "plan_bounds"]
 
 log = logging.getLogger(__name__)
 
-_ALIAS = "_gs"
+_ALIAS = ALIAS
 
 
 class Rows(NamedTuple):
-    """Rows read: ``names`` of the table's columns, per row (Redis key, column values), and
-    the columns' kinds (gearsync.codec) as resolved for this read."""
+    """Rows read: ``names`` of the computed values (internal names, see gearsync.computed) and
+    then of the table's columns, per row (Redis key, values in that order), and the kinds
+    (gearsync.codec) of columns and fields as resolved for this read."""
 
     names: tuple[str, ...]
     rows: list[tuple[bytes, tuple[Any, ...]]]
@@ -70,6 +74,9 @@ class TableReader:
         self.connection = connection
         self.source = source
         self._rt = resolved
+        self._extras = extras(cfg)
+        self._computed = tuple(n for n, _sql in self._extras)
+        self._select = "".join(f", {sql}" for _n, sql in self._extras)
         self._shape: tuple[Any, ...] | None = None   # (name, type code) of t.* as last seen
         self.resolves = 0
         #: Set when a read found the columns changed since an earlier read (the caller clears it).
@@ -88,7 +95,9 @@ class TableReader:
         return self._rt
 
     def _columns(self, description: Sequence[Any], skip: int) -> tuple[str, ...]:
-        """The table's column names in a result; a changed set or type resolves the table again."""
+        """The computed names and the table's column names in a result; a changed set or type
+        of columns resolves the table again."""
+        skip += len(self._computed)
         shape = tuple((d[0], d[1]) for d in description[skip:])
         names = tuple(d[0] for d in description[skip:])
         if shape != self._shape:
@@ -97,7 +106,7 @@ class TableReader:
                 self._rt = None
                 self.changed = True
             self._shape = shape
-        return names
+        return self._computed + names
 
     # -- chunks --------------------------------------------------------------------------------
     def chunk_sql(self, resume: bool, upto: bool = False) -> str:
@@ -107,7 +116,7 @@ class TableReader:
         pk = ", ".join(f"{_ALIAS}.{quote_ident(c)}" for c in rt.primary_key)
         conds = ([_after(rt.primary_key)] if resume else []) + ([f"NOT {_after(rt.primary_key)}"] if upto else [])
         where = f" WHERE {' AND '.join(conds)}" if conds else ""
-        return params(f"SELECT {pk}, {rt.key_sql(_ALIAS)}, {_ALIAS}.* FROM {qualified(self.cfg.schema, self.cfg.table)} "
+        return params(f"SELECT {pk}, {rt.key_sql(_ALIAS)}{self._select}, {_ALIAS}.* FROM {qualified(self.cfg.schema, self.cfg.table)} "
                       f"AS {_ALIAS}{where} ORDER BY {pk} LIMIT {MARK}")
 
     def chunks(self, after: Sequence[Any] | None = None, chunk: int = DEFAULT_CHUNK,
@@ -141,12 +150,12 @@ class TableReader:
         whose job may arrive before its writer committed."""
         rt = self.rt
         if not pks:
-            return Rows(rt.columns, [], rt.kinds)
+            return Rows(self._computed + rt.columns, [], rt.kinds)
         marks = [f"UNHEX({MARK})" if rt.kinds.get(c) in PK_HEX_KINDS else MARK for c in rt.primary_key]
         one = "(" + ", ".join(marks) + ")" if len(marks) > 1 else marks[0]
         cols = ", ".join(f"{_ALIAS}.{quote_ident(c)}" for c in rt.primary_key)
         target = f"({cols})" if len(marks) > 1 else cols
-        sql = params(f"SELECT {rt.key_sql(_ALIAS)}, {_ALIAS}.* FROM {qualified(self.cfg.schema, self.cfg.table)} "
+        sql = params(f"SELECT {rt.key_sql(_ALIAS)}{self._select}, {_ALIAS}.* FROM {qualified(self.cfg.schema, self.cfg.table)} "
                      f"AS {_ALIAS} WHERE {target} IN ({', '.join([one] * len(pks))})"
                      + (" LOCK IN SHARE MODE" if lock else ""))
         args = [v for pk in pks for v in pk]

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any, Iterable, Mapping, Sequence
 
 from .codec import kind_of
+from .computed import probe
 from .config import Config, ConfigError, TableConfig
 from .quoting import key_expr
 
@@ -137,7 +138,8 @@ def _missing(t: TableConfig, cols: Sequence[str] | None) -> list[str]:
         return [": no such table in the database"]
     known = set(cols)
     named = [("key", c) for c in t.key_columns] + [("columns", c) for c in (t.columns or ())]
-    named += [("exclude", c) for c in t.exclude] + ([("column", t.column)] if t.column else [])
+    named += [("exclude", c) for c in t.exclude]
+    named += [("column", t.column)] if t.column and t.column not in t.field_names else []
     return [f".{fld}: no column {c!r} in {t.display} (it has {', '.join(cols)})" for fld, c in named if c not in known]
 
 
@@ -157,10 +159,12 @@ def resolve_table(conn: Any, t: TableConfig, source: str = "<config>") -> Resolv
         raise ConfigError(f"{where}: {t.display} has no primary key")
     names = [c[0] for c in cols]
     values = t.value_columns(names)
-    if not values:
+    if not values and not t.fields:
         raise ConfigError(f"{where}: no value column is left (columns/exclude)")
+    kinds = {n: k for n, k, _ in cols}
+    kinds.update(probe(conn, t, kinds, where))
     engine, cascades = _engine_and_cascades(conn, t.schema, t.table)
-    return ResolvedTable(t, tuple(names), tuple(values), tuple(pk), {n: k for n, k, _ in cols}, engine, cascades)
+    return ResolvedTable(t, tuple(names), tuple(values), tuple(pk), kinds, engine, cascades)
 
 
 def resolve(cfg: Config, conn: Any, only: Sequence[str] | None = None) -> list[ResolvedTable]:

@@ -9,6 +9,7 @@ them in. Library users build ``Settings(...)`` directly or call :meth:`Settings.
 from __future__ import annotations
 
 import os
+import ssl
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Mapping
@@ -112,6 +113,13 @@ ENVIRONMENT: dict[str, tuple[str, Callable[[str, str], Any]]] = {
     "metrics_port": ("GEARSYNC_METRICS_PORT", _number(int, 1)),
     "concurrency": ("GEARSYNC_CONCURRENCY", _number(int, 1)),
     "config_path": ("GEARSYNC_CONFIG", lambda n, t: t),
+    "gearman_tls": ("GEARSYNC_GEARMAN_TLS", _choice(("1", "0"), lambda t: {"true": "1", "yes": "1", "on": "1",
+                                                                          "false": "0", "no": "0", "off": "0"}
+                                                  .get(t.lower(), t))),
+    "gearman_ca": ("GEARSYNC_GEARMAN_CA", lambda n, t: t),
+    "gearman_cert": ("GEARSYNC_GEARMAN_CERT", lambda n, t: t),
+    "gearman_key": ("GEARSYNC_GEARMAN_KEY", lambda n, t: t),
+    "secret_file": ("GEARSYNC_SECRET_FILE", lambda n, t: t),
 }
 
 
@@ -121,6 +129,17 @@ class Settings:
     localhost, function ``syncToRedis``)."""
 
     gearman: list[tuple[str, int]] = field(default_factory=lambda: parse_servers(DEFAULT_GEARMAN))
+    #: TLS to gearmand ("1"/"0"): for gearmand --ssl, or a TLS terminator in front of it on another
+    #: host; ``gearman_ca`` verifies the server (default: the system's CAs), ``gearman_cert`` and
+    #: ``gearman_key`` are a client certificate when the server asks for one.
+    gearman_tls: str = "0"
+    gearman_ca: str | None = None
+    gearman_cert: str | None = None
+    gearman_key: str | None = None
+    #: The file holding the secret of gearsync_udf.cnf (``secret`` / ``secret_file`` there):
+    #: with it, every job of a gearsync function must carry a valid HMAC (jobs sent by
+    #: ``gearsync_send``); unsigned or badly signed jobs are refused and counted.
+    secret_file: str | None = None
     redis_url: str = DEFAULT_REDIS_URL
     functions: list[str] = field(default_factory=lambda: [SEED_FUNCTION])
     window: int = 32
@@ -165,6 +184,23 @@ class Settings:
     config: Config | None = None
 
     @property
+    def secret(self) -> bytes | None:
+        """The signing secret (the file's content, one trailing newline dropped), None if none."""
+        if not self.secret_file:
+            return None
+        data = Path(self.secret_file).read_bytes()
+        return data[:-1] if data.endswith(b"\n") else data
+
+    def gearman_ssl(self) -> ssl.SSLContext | None:
+        """The TLS context for gearmand connections, None without TLS."""
+        if self.gearman_tls != "1":
+            return None
+        ctx = ssl.create_default_context(cafile=self.gearman_ca)
+        if self.gearman_cert:
+            ctx.load_cert_chain(self.gearman_cert, self.gearman_key)
+        return ctx
+
+    @property
     def function(self) -> str:
         """The first function name (the seed had one: ``syncToRedis``)."""
         return self.functions[0]
@@ -196,6 +232,12 @@ class Settings:
         if self.tables and not self.mysql_url:
             raise SettingsError(f"{self.config_path or 'the config'}: configured tables need a MySQL URL "
                                 "([mysql] url, --mysql or GEARSYNC_MYSQL_URL): the worker reads their rows")
+        if self.secret_file:
+            try:
+                if not self.secret:
+                    raise SettingsError(f"secret file {self.secret_file}: empty")
+            except OSError as e:
+                raise SettingsError(f"secret file {self.secret_file}: {e.strerror}") from None
         if self.concurrency < 1:
             raise SettingsError("concurrency must be >= 1")
         return self
@@ -231,6 +273,13 @@ class Settings:
             if cfg.gearman:
                 s.gearman = _servers(f"{cfg.source}: gearman.servers", ",".join(cfg.gearman))
             s.redis_url = cfg.redis_url or s.redis_url
+            if cfg.gearman_tls is not None:
+                s.gearman_tls = "1" if cfg.gearman_tls else "0"
+            for name, path in cfg.gearman_files.items():
+                if name == "secret_file":
+                    s.secret_file = path
+                else:
+                    setattr(s, f"gearman_{name}", path)
             s.mysql_url = cfg.mysql_url or s.mysql_url
         s._merge_env(env)
         s._merge(options)

@@ -12,6 +12,7 @@ anything is.
 from __future__ import annotations
 
 import json
+import ssl
 import time
 from dataclasses import asdict, dataclass, field
 from typing import Any, Mapping, Optional, Sequence
@@ -24,8 +25,9 @@ from .constants import APPLIED_AT, DEAD_LETTERS, DIRECT_FUNCTION, SAFE_FUNCTION,
 from .gearman import admin
 from .outbox import Outbox, installed
 from .schema import drift
+from .settings import Settings
 
-__all__ = ["Status", "TableStatus", "status", "DEFAULT_MAX_LAG"]
+__all__ = ["Status", "TableStatus", "status", "status_of", "DEFAULT_MAX_LAG"]
 
 #: Outbox lag (s) above which status calls the system unhealthy.
 DEFAULT_MAX_LAG = 60.0
@@ -135,7 +137,8 @@ def _tables(st: Status, mysql_url: str, tables: Mapping[str, TableConfig], timeo
 
 def status(mysql_url: str | None = None, redis_url: str | None = None,
            gearman: Sequence[tuple[str, int]] = (), timeout: float = 2.0,
-           tables: Mapping[str, TableConfig] | None = None, max_lag: float = DEFAULT_MAX_LAG) -> Status:
+           tables: Mapping[str, TableConfig] | None = None, max_lag: float = DEFAULT_MAX_LAG,
+           gearman_ssl: ssl.SSLContext | None = None) -> Status:
     """Ask each component given; never raises for an unreachable one (see ``Status.errors``).
     ``tables``: configured tables to report on and check against the live schema and their
     installed triggers."""
@@ -174,9 +177,15 @@ def status(mysql_url: str | None = None, redis_url: str | None = None,
         try:
             st.gearman[f"{host}:{port}"] = {
                 f.function: {"queued": f.total, "running": f.running, "workers": f.available_workers}
-                for f in admin.status(host, port, timeout)
+                for f in admin.status(host, port, timeout, gearman_ssl)
             }
             st.errors[f"gearman {host}:{port}"] = None
         except Exception as e:
             st.errors[f"gearman {host}:{port}"] = f"{type(e).__name__}: {e}"
     return st
+
+
+def status_of(settings: Settings, max_lag: float = DEFAULT_MAX_LAG) -> Status:
+    """:func:`status` of everything ``settings`` name (its connections and configured tables)."""
+    return status(settings.mysql_url, settings.redis_url, settings.gearman, tables=settings.tables,
+                  max_lag=max_lag, gearman_ssl=settings.gearman_ssl())

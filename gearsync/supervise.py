@@ -28,7 +28,7 @@ from prometheus_client.multiprocess import mark_process_dead
 
 from .metrics import group_registry, render
 from .settings import Settings
-from .status import status
+from .status import status_of
 from .web import Web
 from .worker import Worker
 
@@ -73,7 +73,7 @@ def run_workers(settings: Settings, n: int, setup: Callable[[int], None] = lambd
         registry = group_registry(metrics_dir)
         s = settings
         web = Web(s.metrics_host, s.metrics_port, lambda: render(registry),  # type: ignore[arg-type]
-                  lambda: status(s.mysql_url, s.redis_url, s.gearman, tables=s.tables),
+                  lambda: status_of(s),
                   title=f"gearsync ({n} workers)").start()
         log.info("supervisor: metrics of the %d workers on http://%s:%d/metrics, status page on /", n,
                  s.metrics_host, s.metrics_port)

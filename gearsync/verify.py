@@ -6,7 +6,12 @@ the expected value is byte-identical to the worker's) one pipeline reads the key
 
 * **missing** when Redis has no such key but the row maps to a value;
 * **stale** when Redis holds something else (another value, another type, or a value where the
-  row maps to no key, e.g. a NULL ``column``).
+  row maps to no key, e.g. a NULL ``column`` or a row outside the ``where``);
+* **ttl** when the key's expiry is not the configured one: no TTL although ``ttl`` is set (a
+  ``PERSIST``), a TTL longer than ``ttl``, or a TTL where none is configured.
+
+A ``redisjson`` value is compared as JSON (RedisJSON prints numbers its own way). A table's
+extra targets are checked by :mod:`gearsync.verify_targets`.
 
 **Orphans** are keys matching the table's key template as a glob (``order:{shop_id}:{id}`` →
 ``order:*:*``, literal ``*?[]\\`` escaped) that no row maps to: a ``SCAN MATCH`` after the rows
@@ -22,6 +27,7 @@ between the read of the row and the read of Redis shows as drift the first time.
 
 from __future__ import annotations
 
+import json
 import logging
 from dataclasses import dataclass, field
 from typing import Any, Sequence
@@ -29,14 +35,17 @@ from typing import Any, Sequence
 import redis as redis_lib
 
 from .changes import VersionedChange
+from .codec import PK_HEX_KINDS
 from .config import Config
 from .connections import endpoints
-from .constants import DEFAULT_CHUNK, DEFAULT_REDIS_URL, VERSION_PREFIX
-from .keys import key_pattern, reserved
-from .mapping import row_changes
+from .constants import DEFAULT_CHUNK, DEFAULT_REDIS_URL
+from .keys import key_pattern, reserved, version_key
+from .mapping import row_changes, target_changes
+from .modules import require_modules
 from .progress import Progress
-from .scan import TableReader, count_rows
+from .scan import Rows, TableReader, count_rows
 from .schema import ResolvedTable, resolve
+from .verify_targets import TargetCheck
 from .versioned import APPLIED, ScriptRunner
 
 __all__ = ["verify", "verify_table", "TableReport"]
@@ -54,13 +63,14 @@ class TableReport:
     stale: int = 0
     orphaned: int = 0
     corrupt: int = 0      # keys whose stored version is not a number or lies in the future
+    ttl: int = 0          # keys whose expiry is not the configured one
     repaired: int = 0
     samples: dict[str, list[str]] = field(default_factory=lambda: {"missing": [], "stale": [], "orphaned": [],
-                                                                   "corrupt": []})
+                                                                   "corrupt": [], "ttl": []})
 
     @property
     def drift(self) -> int:
-        return self.missing + self.stale + self.orphaned + self.corrupt
+        return self.missing + self.stale + self.orphaned + self.corrupt + self.ttl
 
     def note(self, kind: str, key: bytes) -> None:
         setattr(self, kind, getattr(self, kind) + 1)
@@ -70,13 +80,14 @@ class TableReport:
     def __str__(self) -> str:
         head = (f"{self.table}: {self.rows} rows, {self.missing} missing, {self.stale} stale, "
                 f"{self.orphaned} orphaned" + (f", {self.corrupt} with a corrupt version" if self.corrupt else "")
+                + (f", {self.ttl} with a wrong TTL" if self.ttl else "")
                 + (f", {self.repaired} repaired" if self.repaired else ""))
         lines = [head] + [f"  {k} e.g. {', '.join(v)}" for k, v in self.samples.items() if v]
         return "\n".join(lines)
 
     def to_dict(self) -> dict[str, Any]:
         return {"table": self.table, "rows": self.rows, "missing": self.missing, "stale": self.stale,
-                "orphaned": self.orphaned, "corrupt": self.corrupt, "repaired": self.repaired,
+                "orphaned": self.orphaned, "corrupt": self.corrupt, "ttl": self.ttl, "repaired": self.repaired,
                 "samples": self.samples}
 
 
@@ -85,7 +96,16 @@ def _matches(change: VersionedChange, kind: Any, got: Any) -> bool:
         return kind == b"hash" and got == change.hash
     if change.value is None:
         return got is None
-    return got == change.value
+    if change.op == b"j":
+        return kind == b"ReJSON-RL" and got is not None and json.loads(got) == json.loads(change.value)
+    return kind == b"string" and got == change.value
+
+
+def _ttl_ok(change: VersionedChange, ttl: Any) -> bool:
+    """Whether a present key's TTL (seconds, -1 none) is what the change gives it."""
+    if change.value is None and change.hash is None or not isinstance(ttl, int):
+        return True
+    return ttl == -1 if not change.ttl else 0 <= ttl <= change.ttl
 
 
 def version_ceiling(conn: Any) -> int | None:
@@ -114,6 +134,20 @@ def _stored(ver: Any, ceiling: int | None) -> tuple[int | bytes, bool]:
     return v, False
 
 
+def _reread(reader: TableReader, batch: Rows, fixes: list[VersionedChange]) -> list[VersionedChange]:
+    """The repairs of ``fixes`` with their rows read again, now that their versions were read:
+    a change that committed between the first read of a row and the read of its version is in
+    the new read (so repair cannot write the older value over it), and one that lands later
+    changes the version, which makes the repair's cas a no-op."""
+    wanted = {c.key for c in fixes}
+    pk = [batch.names.index(c) for c in reader.rt.primary_key]
+    hexed = [reader.rt.kinds.get(c) in PK_HEX_KINDS for c in reader.rt.primary_key]
+    pks = [[(bytes(values[i]).hex() if h and isinstance(values[i], (bytes, bytearray)) else values[i])
+            for i, h in zip(pk, hexed)] for key, values in batch.rows if key in wanted]
+    now = {c.key: c for c in row_changes(reader.cfg, reader.by_keys(pks))}
+    return [now.get(c.key, VersionedChange(c.key, 0, None))._replace(version=c.version) for c in fixes]
+
+
 def verify_table(rt: ResolvedTable, conn: Any, client: "redis_lib.Redis", *, repair: bool = False,
                  chunk: int = DEFAULT_CHUNK, progress: bool = True, runner: ScriptRunner | None = None,
                  scan_count: int = 1000) -> TableReport:
@@ -121,34 +155,43 @@ def verify_table(rt: ResolvedTable, conn: Any, client: "redis_lib.Redis", *, rep
     runner = runner or (ScriptRunner(client) if repair else None)
     ceiling = version_ceiling(conn)
     bar = Progress(f"verify {rt.name}", count_rows(conn, rt), enabled=progress)
-    hashed = rt.cfg.value == "hash"
+    shape = rt.cfg.value
     seen: set[bytes] = set()
-    for _last, batch in TableReader(rt.cfg, lambda: conn, rt).chunks(None, chunk):
+    targets = TargetCheck(rt.cfg, client, rep.note, lambda v: _stored(v, ceiling))
+    reader = TableReader(rt.cfg, lambda: conn, rt)
+    for _last, batch in reader.chunks(None, chunk):
         changes = row_changes(rt.cfg, batch)
         pipe = client.pipeline(transaction=False)
         for c in changes:
             seen.add(c.key)
-            if hashed:
-                pipe.type(c.key)
+            pipe.type(c.key)
+            if shape == "hash":
                 pipe.hgetall(c.key)
+            elif shape == "redisjson":
+                pipe.execute_command("JSON.GET", c.key)
             else:
-                pipe.type(c.key)
                 pipe.get(c.key)
-            pipe.get(VERSION_PREFIX + c.key)
+            pipe.get(version_key(c.key))
+            pipe.ttl(c.key)
         replies = pipe.execute(raise_on_error=False)
         fixes: list[VersionedChange] = []
         for i, c in enumerate(changes):
-            kind, got, ver = replies[3 * i], replies[3 * i + 1], replies[3 * i + 2]
-            if isinstance(got, Exception) or (hashed and kind == b"none"):
+            kind, got, ver, ttl = replies[4 * i: 4 * i + 4]
+            if isinstance(got, Exception) or kind == b"none":
                 got = None
             version, corrupt = _stored(ver, ceiling)
             if corrupt:
                 rep.note("corrupt", c.key)
-            elif _matches(c, kind, got):
-                continue
-            else:
+            elif not _matches(c, kind, got):
                 rep.note("missing" if kind == b"none" else "stale", c.key)
+            elif not _ttl_ok(c, ttl):
+                rep.note("ttl", c.key)
+            else:
+                continue
             fixes.append(c._replace(version=version))
+        if repair and fixes:
+            fixes = _reread(reader, batch, fixes)
+        fixes += targets.chunk(target_changes(rt.cfg, batch))
         rep.rows += len(batch.rows)
         bar.add(len(batch.rows))
         if repair and fixes:
@@ -163,9 +206,14 @@ def verify_table(rt: ResolvedTable, conn: Any, client: "redis_lib.Redis", *, rep
         orphans.append(VersionedChange(key, 0, None))
     if repair and orphans:
         assert runner is not None
-        vers = client.mget([VERSION_PREFIX + o.key for o in orphans])
+        vers = client.mget([version_key(o.key) for o in orphans])
         rep.repaired += runner.run([o._replace(version=_stored(v, ceiling)[0]) for o, v in zip(orphans, vers)],
                                    "cas").count(APPLIED)
+    if rt.cfg.targets:
+        placed, strays = targets.orphans(scan_count)
+        if repair:
+            assert runner is not None
+            rep.repaired += (runner.run(placed, "cas").count(APPLIED) if placed else 0) + targets.remove(strays)
     bar.close()
     log.info("%s", rep)
     return rep
@@ -178,6 +226,7 @@ def verify(cfg: Config, tables: Sequence[str] | None = None, *, repair: bool = F
     with endpoints(mysql_url or cfg.mysql_url, redis_url or cfg.redis_url or DEFAULT_REDIS_URL, "verify"
                    ) as (conn, client):
         resolved = resolve(cfg, conn, tables)
+        require_modules(cfg.subset(rt.cfg for rt in resolved), client)
         runner = ScriptRunner(client) if repair else None
         return [verify_table(rt, conn, client, repair=repair, chunk=chunk, progress=progress, runner=runner)
                 for rt in resolved]

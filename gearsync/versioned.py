@@ -20,9 +20,10 @@ from typing import Any, Sequence
 from redis.exceptions import NoScriptError, ResponseError
 
 from .changes import VersionedChange
-from .constants import DEFAULT_TOMBSTONE_TTL, VERSION_PREFIX
+from .constants import DEFAULT_TOMBSTONE_TTL
+from .keys import version_key
 
-__all__ = ["LUA", "CHUNK", "MODES", "script_args", "pack_call", "ScriptRunner", "STALE", "APPLIED", "CORRUPT",
+__all__ = ["LUA", "CHUNK", "MODES", "vkey", "script_args", "pack_call", "ScriptRunner", "STALE", "APPLIED", "CORRUPT",
            "RESERVED"]
 
 LUA = resources.files(__package__).joinpath("versioned.lua").read_text(encoding="utf-8")
@@ -39,16 +40,25 @@ def _version(c: VersionedChange, mode: str) -> bytes:
     return b"" if mode == "cas" and not c.version else b"%d" % c.version
 
 
+def vkey(c: VersionedChange) -> bytes:
+    """The key holding ``c``'s version: its placement's record, else :func:`version_key`."""
+    return c.record if c.record is not None else version_key(c.key)
+
+
 def script_args(changes: Sequence[VersionedChange], tombstone_ttl: int,
                 mode: str = "v") -> tuple[list[bytes], list[Any]]:
     """KEYS and ARGV of one ``versioned.lua`` call."""
     keys: list[bytes] = []
     argv: list[Any] = [tombstone_ttl, mode]
     for c in changes:
-        keys += (c.key, VERSION_PREFIX + c.key)
+        keys += (c.key, vkey(c))
         ver = _version(c, mode)
         ttl = c.ttl or 0
-        if c.hash is not None:
+        if c.op is not None and c.op != b"j":
+            argv += (ver, c.op, ttl, len(c.args), *c.args)
+        elif c.op == b"j":
+            argv += (ver, b"j", ttl, 1, c.value or b"")
+        elif c.hash is not None:
             argv += (ver, b"h", ttl, 2 * len(c.hash))
             for f, v in c.hash.items():
                 argv += (f, v)
@@ -72,10 +82,15 @@ def pack_call(sha: bytes, changes: Sequence[VersionedChange], tombstone_ttl: int
     for c in changes:
         k = bytes(c.key)
         keys.append(_bulk(k))
-        keys.append(_bulk(VERSION_PREFIX + k))
+        keys.append(_bulk(vkey(c)))
         ver = _version(c, mode)
         ttl = b"%d" % (c.ttl or 0)
-        if c.hash is not None:
+        if c.op is not None:
+            args = c.args if c.op != b"j" else (c.value or b"",)
+            argv.append(_bulk(ver) + _bulk(c.op) + _bulk(ttl) + _bulk(b"%d" % len(args)))
+            argv += [_bulk(x) for x in args]
+            nargs += 4 + len(args)
+        elif c.hash is not None:
             argv.append(_bulk(ver) + b"$1\r\nh\r\n" + _bulk(ttl) + _bulk(b"%d" % (2 * len(c.hash))))
             argv += [_bulk(f) + _bulk(v) for f, v in c.hash.items()]
             nargs += 4 + 2 * len(c.hash)

@@ -19,19 +19,22 @@ import asyncio
 import logging
 import signal
 import time
-from typing import Any, Awaitable, Callable, Iterable, TypeVar, Union
+from typing import Any, Awaitable, Callable, TypeVar
 
-from . import payload
 from .applier import TableApplier
 from .changes import Change
+from .envelope import BadSignature
+from .envelope import decode as decode_envelope
 from .connections import redact
 from .gearman.worker import GearmanWorker, Job
+from .jobs import Handler, KeyRefused, Record, default_handler
 from .keys import reserved
 from .metrics import WorkerMetrics, render, use_multiprocess
 from .constants import DEAD_LETTERS
 from .redis_sink import RedisSink, dead_letter_entry, until_written
+from .versioned import CORRUPT, STALE
 from .settings import Settings, SettingsError
-from .status import status
+from .status import status_of
 from .web import Web
 
 __all__ = ["Worker", "Handler", "ForcedShutdown", "default_handler"]
@@ -40,22 +43,8 @@ log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 
-HandlerResult = Union[Change, Iterable[Change], None]
-#: A handler turns one job into the changes to apply (None: nothing to write).
-Handler = Callable[[Job], HandlerResult]
-
-
-class KeyRefused(ValueError):
-    """A job asked to write one of gearsync's own keys (``gearsync:…``)."""
-
-
 class ForcedShutdown(BaseException):
     """Second stop signal: leave now (BaseException, so ``except Exception`` cannot eat it)."""
-
-
-def default_handler(job: Job) -> list[Change]:
-    """The seed contract: the workload is the JSON payload of :mod:`gearsync.payload`."""
-    return payload.changes(job.workload)
 
 
 class Worker:
@@ -73,6 +62,8 @@ class Worker:
         self.settings = settings or Settings.from_env()
         #: Reads the settings again (SIGHUP: see :meth:`reload`).
         self.reloader = reloader
+        #: Jobs of handler functions (which carry values) must be signed with it (gearsync_udf.cnf's).
+        self.secret = self.settings.secret
         self._redis = redis
         self._gearman = gearman
         self.handlers: dict[str, Handler] = {f: default_handler for f in self.settings.functions}
@@ -84,6 +75,8 @@ class Worker:
         self.jobs_failed = 0
         self.redis_retries = 0
         self.keys_refused = 0
+        self.jobs_unsigned = 0     # refused: no valid MAC while a secret is set
+        self.writes_stale = 0      # versioned writes skipped (an equal or newer version was there)
         self.dead_letters = 0
         self.batches = 0
         self._stopping = False
@@ -122,7 +115,7 @@ class Worker:
             if s.mysql_url and s.direct_function not in functions:  # configured tables, now or after a reload
                 functions.append(s.direct_function)
             self._gearman = GearmanWorker(s.gearman, functions, window=s.window,
-                                          max_in_hand=max(s.max_in_hand, s.window))
+                                          max_in_hand=max(s.max_in_hand, s.window), ssl=s.gearman_ssl())
         return self._gearman
 
     # -- stopping ----------------------------------------------------------------------
@@ -214,7 +207,7 @@ class Worker:
             self.metrics = WorkerMetrics(self)
             registry = self.metrics.registry
             web = Web(s.metrics_host, s.metrics_port, lambda: render(registry),
-                      lambda: status(s.mysql_url, s.redis_url, s.gearman, tables=s.tables)).start()
+                      lambda: status_of(s)).start()
             log.info("metrics on http://%s:%d/metrics, status page on http://%s:%d/", s.metrics_host,
                      s.metrics_port, s.metrics_host, s.metrics_port)
         if self.applier is not None:
@@ -283,32 +276,38 @@ class Worker:
                 self.applier.submit([j for j in theirs if j.function == safe_fn])
                 self.applier.submit_direct([j for j in theirs if j.function == direct_fn])
                 batch = [j for j in batch if j.function not in (safe_fn, direct_fn)]
+        versions: list[int] = []
+        secret = self.secret
         for job in batch:
             fn = handlers.get(job.function)
+            mine: list[tuple[Change, int]] = []
             try:
                 if fn is None:
                     raise LookupError(f"no handler for function {job.function!r}")
-                result = fn(job)
-                mine: list[Change] = ([] if result is None else [result] if isinstance(result, Change)
-                                      else list(result))
-                bad = [ch.key for ch in mine if reserved(ch.key)]
-                if bad:
-                    self.keys_refused += 1
-                    raise KeyRefused(f"refused: {bad[0]!r} is under gearsync:, gearsync's own keys "
-                                     "(versions, tombstones, checkpoints)")
+                for version, payload in decode_envelope(job.function, job.workload, secret):
+                    result = fn(Record(job, payload, version))
+                    for ch in [] if result is None else [result] if isinstance(result, Change) else result:
+                        if reserved(ch.key):
+                            self.keys_refused += 1
+                            raise KeyRefused(f"refused: {ch.key!r} is under gearsync:, gearsync's own keys "
+                                             "(versions, tombstones, checkpoints)")
+                        mine.append((ch, version))
             except Exception as e:
+                if isinstance(e, BadSignature):
+                    self.jobs_unsigned += 1
                 failed.append(job)
                 log.warning("job %s (%s) failed: %s: %s", job.handle.decode(errors="replace"),
                             job.function.decode(errors="replace"), type(e).__name__, e)
                 continue
             idx = len(ok)
             ok.append(job)
-            for ch in mine:
+            for ch, version in mine:
                 changes.append(ch)
+                versions.append(version)
                 owners.append(idx)
         if failed:
             self.jobs_failed += gm.fail(failed)
-        if not await self._apply(changes, owners, ok, gm, sink):
+        if not await self._apply(changes, versions, owners, ok, gm, sink):
             return False
         self.batches += 1
         if self.metrics is not None:
@@ -316,12 +315,21 @@ class Worker:
         self._summary()
         return True
 
-    async def _apply(self, changes: list[Change], owners: list[int], ok: list[Job],
+    async def _apply(self, changes: list[Change], versions: list[int], owners: list[int], ok: list[Job],
                      gm: GearmanWorker, sink: RedisSink) -> bool:
-        written, results = await self._until_written(lambda: sink.apply(changes), gm, len(ok))
+        """Write the batch (see RedisSink.apply_changes), keep what Redis refused for good in the
+        dead letters, then complete the jobs."""
+        written, results = await self._until_written(
+            lambda: sink.apply_changes(changes, versions, self.settings.tombstone_ttl), gm, len(ok))
         if not written:
             return False
         assert results is not None
+        self.writes_stale += sum(1 for r, v in zip(results, versions) if v and r == STALE)
+        for r, v, c in zip(results, versions, changes):
+            if v and r == CORRUPT:
+                self.keys_refused += 1
+                log.error("%r not written: its stored version is not a number (written by hand?); "
+                          "`gearsync verify --repair` resets it", c.key)
         bad: dict[int, Exception] = {}
         for i, r in enumerate(results):
             if isinstance(r, Exception):

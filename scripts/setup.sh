@@ -13,7 +13,7 @@ PACKAGES=(
   libmariadb-dev libmariadb-dev-compat libmariadbd-dev
   redis-server
   build-essential pkg-config binutils strace valgrind
-  chromium
+  chromium stunnel4
   python3-venv python3-dev
 )
 

@@ -155,6 +155,10 @@ def test_example_config_loads() -> None:
     cfg = load(REPO_ROOT / "examples" / "gearsync.toml")
     assert {"shop.users", "shop.orders", "shop.profiles"} <= set(cfg.tables)
     assert cfg.table("shop.orders").key_columns == ("shop_id", "id")
+    posts = cfg.table("shop.posts")
+    assert posts.where == "status = 'published'" and posts.field_names == ("title", "byline", "score")
+    assert [(t.type, t.key) for t in posts.targets] == [("set", "posts:tag:{tag}"), ("zset", "posts:top"),
+                                                          ("stream", "posts:changes")]
     assert parse({"tables": {"a.b": {"key": "k:{id}"}}}).table("a.b").mode == "safe"
 
 

@@ -130,3 +130,36 @@ def test_schema_check_against_the_live_database(stack: Any) -> None:
             check_schema(missing_table, live_columns(conn, [("cfgcheck", "nope")]))
     finally:
         conn.close()
+
+
+@pytest.mark.parametrize("extra, message", [
+    ('where = 5', "tables.'s.t'.where: expected a non-empty string"),
+    ('fields = ["a"]', "tables.'s.t'.fields: expected a table"),
+    ('fields = { a = "" }', "tables.'s.t'.fields.a: expected a non-empty string"),
+    ('columns = ["a"]\nfields = { a = "b" }', "tables.'s.t'.fields: 'a' is also in columns"),
+    ('[[tables."s.t".targets]]\ntype = "list"\nkey = "l"', "targets[0].type: 'list' is not one of set, zset, stream"),
+    ('[[tables."s.t".targets]]\ntype = "set"\nkey = "s:{x}"', "targets[0].member: expected a template"),
+    ('[[tables."s.t".targets]]\ntype = "zset"\nkey = "z"\nmember = "{id}"', "targets[0].score: type = \"zset\" needs"),
+    ('[[tables."s.t".targets]]\ntype = "stream"\nkey = "ev:{id}"', "targets[0].key: a stream's key is one fixed name"),
+    ('[[tables."s.t".targets]]\ntype = "stream"\nkey = "ev"\nmaxlen = 0', "targets[0].maxlen: expected a positive"),
+    ('[[tables."s.t".targets]]\ntype = "stream"\nkey = "ev"\nmember = "{id}"', "targets[0].member: only for"),
+    ('[[tables."s.t".targets]]\ntype = "set"\nkey = "gearsync:x"\nmember = "{id}"', "targets[0].key: keys under"),
+    ('[[tables."s.t".targets]]\ntype = "set"\nkey = "s"\nmember = "{id!r}"', "targets[0].member: bad template"),
+])
+def test_mapping_power_errors_name_the_field(extra: str, message: str) -> None:
+    from gearsync.config import tomllib
+
+    doc = tomllib.loads('[tables."s.t"]\nkey = "k:{id}"\n' + extra + "\n")
+    with pytest.raises(ConfigError) as e:
+        parse(doc, source="f.toml")
+    assert message in str(e.value), str(e.value)
+
+
+def test_fields_replace_the_columns_unless_columns_are_named() -> None:
+    only = parse({"tables": {"s.t": {"key": "k:{id}", "fields": {"full": "CONCAT(a, b)"}}}}).table("s.t")
+    assert only.value_columns(["id", "a", "b"]) == [] and only.field_names == ("full",)
+    both = parse({"tables": {"s.t": {"key": "k:{id}", "columns": ["id"], "fields": {"full": "a"}}}}).table("s.t")
+    assert both.value_columns(["id", "a", "b"]) == ["id"]
+    col = parse({"tables": {"s.t": {"key": "k:{id}", "value": "column", "column": "full",
+                                    "fields": {"full": "a"}}}}).table("s.t")
+    assert col.value_columns(["id", "a"]) == []

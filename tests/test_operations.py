@@ -141,8 +141,10 @@ def test_truncating_the_outbox_loses_no_later_change(stack: Any, safe_worker: Wo
     converge(m, redis_client)
     before = int(redis_client.get(b"gearsync:v:test_safe:1"))
     execute(m, "TRUNCATE gearsync.outbox")
+    execute(m, "BEGIN")
     execute(m, "UPDATE test.test_safe SET name = 'after-truncate' WHERE id = 1")
     assert execute(m, "SELECT MAX(id) FROM gearsync.outbox")[0][0] == 1  # the ids went back
+    execute(m, "COMMIT")
     converge(m, redis_client)
     assert redis_state(redis_client) == {b"test_safe:1": b"after-truncate"}
     assert int(redis_client.get(b"gearsync:v:test_safe:1")) > before

@@ -78,7 +78,8 @@ def test_a_change_redis_never_accepts_goes_to_the_dead_letters(stack: Any, safe_
     wait_for(lambda: r.xlen("gearsync:dead") == 1, 10, 0.05, "the dead letter")
     ((_id, entry),) = r.xrange("gearsync:dead")
     assert entry[b"from"] == b"test_safe:1" and b"WRONGTYPE" in entry[b"error"] and entry[b"payload"] == b"a2"
-    assert execute(safe_mysql, "SELECT COUNT(*) FROM gearsync.outbox")[0][0] == 0
+    wait_for(lambda: execute(safe_mysql, "SELECT COUNT(*) FROM gearsync.outbox")[0][0] == 0, 10, 0.05,
+             "the outbox rows deleted (the dead letter is the record of the refused one)")
     st = subprocess.run([sys.executable, "-m", "gearsync", "status"], capture_output=True, text=True,
                         env=stack.env())
     assert st.returncode == 1 and "dead letters: 1" in st.stdout, st.stdout

@@ -16,6 +16,11 @@ from gearsync import backfill as bf
 from gearsync.config import load
 from gearsync.changes import VersionedChange
 from gearsync.keys import key_pattern
+from gearsync.connections import connect_mysql
+from gearsync.mapping import row_changes
+from gearsync.scan import TableReader
+from gearsync.schema import resolve
+from gearsync.verify import _reread
 from gearsync.versioned import ScriptRunner
 from gearsync.testing.sqlserver import numbers
 
@@ -101,3 +106,25 @@ def test_key_pattern_escapes_glob_characters() -> None:
     assert key_pattern("pref[{id}]") == rb"pref\[*\]"
     assert key_pattern("a*{x}?{y}") == rb"a\**\?*"
     assert key_pattern("{{literal}}:{id}") == b"{literal}:*"
+
+
+def test_repair_rereads_a_row_that_changed_after_it_was_first_read(gs_v: Path, mysql: Any,
+                                                                    redis_client: Any) -> None:
+    """A change that commits between verify's read of a row and its read of the key's version
+    must not be overwritten by the older row: repair reads the drifted rows again."""
+    cfg = load(gs_v)
+    conn = connect_mysql(cfg.mysql_url)  # type: ignore[arg-type]
+    try:
+        (users, _prefs) = resolve(cfg, conn)
+        reader = TableReader(users.cfg, lambda: conn, users)
+        _last, batch = next(reader.chunks(None, 10))          # verify's first read: u1 … u10
+        old = {c.key: c for c in row_changes(users.cfg, batch)}
+        with mysql.cursor() as cur:                            # then the application changes row 3
+            cur.execute("UPDATE gs_v.users SET name = 'newer' WHERE id = 3")
+            cur.execute("DELETE FROM gs_v.users WHERE id = 4")
+        fixes = [old[b"user:3"]._replace(version=42), old[b"user:4"]._replace(version=43)]
+        again = {c.key: c for c in _reread(reader, batch, fixes)}
+    finally:
+        conn.close()
+    assert json.loads(again[b"user:3"].value)["name"] == "newer" and again[b"user:3"].version == 42
+    assert again[b"user:4"].value is None and again[b"user:4"].hash is None and again[b"user:4"].version == 43

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import socket
+import ssl as ssl_lib
 from dataclasses import dataclass
 
 __all__ = [
@@ -76,10 +77,12 @@ def _lines(command: str, buf: bytes) -> list[str]:
     return [x for x in lines if x]
 
 
-def command(host: str, port: int, cmd: str, timeout: float = 5.0) -> list[str]:
+def command(host: str, port: int, cmd: str, timeout: float = 5.0,
+            ssl: "ssl_lib.SSLContext | None" = None) -> list[str]:
     """Send one admin command; the reply's lines (without the closing '.')."""
     name = cmd.split()[0] if cmd.split() else cmd
-    with socket.create_connection((host, port), timeout=timeout) as s:
+    sock = socket.create_connection((host, port), timeout=timeout)
+    with (ssl.wrap_socket(sock, server_hostname=host) if ssl is not None else sock) as s:
         s.sendall(cmd.encode() + b"\n")
         buf = b""
         while not _complete(name, buf):
@@ -110,8 +113,9 @@ async def async_command(host: str, port: int, cmd: str, timeout: float = 5.0) ->
     return _lines(name, await asyncio.wait_for(run(), timeout))
 
 
-def status(host: str, port: int, timeout: float = 5.0) -> list[FunctionStatus]:
-    return parse_status(command(host, port, "status", timeout))
+def status(host: str, port: int, timeout: float = 5.0, ssl: "ssl_lib.SSLContext | None" = None
+           ) -> list[FunctionStatus]:
+    return parse_status(command(host, port, "status", timeout, ssl))
 
 
 def workers(host: str, port: int, timeout: float = 5.0) -> list[WorkerInfo]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import socket
+import ssl as ssl_lib
 from typing import Iterable
 
 from .protocol import RES, Decoder, Packet, PacketType, ProtocolError, encode
@@ -27,8 +28,10 @@ def _b(x: str | bytes) -> bytes:
 class GearmanClient:
     """One connection to one gearmand. ``with GearmanClient(host, port) as c: c.submit_bg(...)``."""
 
-    def __init__(self, host: str = "127.0.0.1", port: int = 4730, timeout: float = 10.0) -> None:
-        self.sock = socket.create_connection((host, port), timeout=timeout)
+    def __init__(self, host: str = "127.0.0.1", port: int = 4730, timeout: float = 10.0,
+                 ssl: "ssl_lib.SSLContext | None" = None) -> None:
+        sock = socket.create_connection((host, port), timeout=timeout)
+        self.sock = ssl.wrap_socket(sock, server_hostname=host) if ssl is not None else sock
         self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         self._decoder = Decoder(expect=RES)
         self._packets: list[Packet] = []

@@ -15,6 +15,7 @@ import asyncio
 import collections
 import logging
 import socket
+import ssl as ssl_lib
 import struct
 import time
 from typing import Iterable, Sequence
@@ -195,6 +196,7 @@ class GearmanWorker:
         backoff_max: float = 5.0,
         connect_timeout: float = 5.0,
         stable_after: float = 1.0,
+        ssl: "ssl_lib.SSLContext | None" = None,
     ) -> None:
         if not servers:
             raise ValueError("at least one gearmand server is needed")
@@ -210,6 +212,8 @@ class GearmanWorker:
         self.backoff_max = backoff_max
         self.connect_timeout = connect_timeout
         self.stable_after = stable_after
+        #: TLS to every gearmand (gearmand --ssl, or a TLS terminator in front of it)
+        self.ssl = ssl
         self._servers = [_Server(h, int(p)) for h, p in servers]
         self._jobs: collections.deque[Job] = collections.deque()
         self._ready = asyncio.Event()
@@ -270,9 +274,10 @@ class GearmanWorker:
             link = _Link(self, server)
             try:
                 await asyncio.wait_for(
-                    loop.create_connection(lambda: link, server.host, server.port), self.connect_timeout
+                    loop.create_connection(lambda: link, server.host, server.port, ssl=self.ssl),
+                    self.connect_timeout
                 )
-            except (OSError, asyncio.TimeoutError) as e:
+            except (OSError, asyncio.TimeoutError, ssl_lib.SSLError) as e:
                 self.connect_failures += 1
                 attempt += 1
                 delay = self._delay(attempt)

@@ -16,7 +16,7 @@ import socket
 import subprocess
 import time
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Mapping, Sequence
 
 __all__ = ["Daemon", "RedisServer", "Gearmand", "free_port", "StackError"]
 
@@ -217,9 +217,11 @@ class Gearmand(Daemon):
     name = "gearmand"
 
     def __init__(self, workdir: Path, port: int | None = None, threads: int = 2,
-                 env: Mapping[str, str] | None = None) -> None:
+                 env: Mapping[str, str] | None = None, extra: Sequence[str] = ()) -> None:
         super().__init__(workdir, port, env=env)
         self.threads = threads
+        #: more gearmand options (e.g. --ssl …)
+        self.extra = list(extra)
 
     def argv(self) -> list[str]:
         return [
@@ -228,7 +230,7 @@ class Gearmand(Daemon):
             "--threads", str(self.threads), "--verbose", "WARNING",
             # The default 991 hash buckets make every submit walk a chain of queue/991 jobs:
             # with 100,000 queued (a bench with no worker) that was 30% of the CPU.
-            "--hashtable-buckets", "262139",
+            "--hashtable-buckets", "262139", *self.extra,
         ]
 
     def admin(self, command: str, timeout: float = 5.0) -> list[str]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import subprocess
+from pathlib import Path
 
 from .daemons import StackError, _which
 from .sqlserver import SqlServer, default_plugin_dir
@@ -16,11 +17,17 @@ class MariaDB(SqlServer):
     name = "mariadb"
     flavor = "mariadb"
 
+    @property
+    def tmpdir(self) -> Path:
+        """Its own temporary files (not /tmp, which other programs clean and share)."""
+        return self.workdir / "tmp"
+
     def prepare(self) -> None:
+        self.tmpdir.mkdir(parents=True, exist_ok=True)
         if (self.datadir / "mysql").is_dir():
             return
         install = _which("mariadb-install-db", "mysql_install_db")
-        cmd = [install, "--no-defaults", f"--datadir={self.datadir}", "--user=root",
+        cmd = [install, "--no-defaults", f"--datadir={self.datadir}", f"--tmpdir={self.tmpdir}", "--user=root",
                "--auth-root-authentication-method=normal", "--skip-test-db"]
         res = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, cwd=self.workdir)
         if res.returncode != 0:
@@ -28,7 +35,7 @@ class MariaDB(SqlServer):
 
     def argv(self) -> list[str]:
         args = [
-            _which("mariadbd", "mysqld"), "--no-defaults", f"--datadir={self.datadir}",
+            _which("mariadbd", "mysqld"), "--no-defaults", f"--datadir={self.datadir}", f"--tmpdir={self.tmpdir}",
             f"--port={self.port}", f"--bind-address={self.host}", f"--socket={self.socket_path}",
             f"--pid-file={self.workdir / 'mysqld.pid'}", f"--log-error={self.log_path}",
             f"--plugin-dir={self.plugin_dir}", "--user=root", "--skip-log-bin",
