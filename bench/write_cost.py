@@ -2,10 +2,11 @@
 direct-mode trigger and the safe-mode (outbox) trigger, measured in one run, interleaved.
 
 Target: safe >= 0.70x no trigger (the seed's direct trigger: 0.50x). One connection of the
-`mariadb` C client per measurement; a safe-mode worker drains the outbox meanwhile (as in
+server's C client per measurement (`make bench-mysql`: MySQL's, in its container); a safe-mode worker drains the outbox meanwhile (as in
 production the outbox stays small). Two server settings: the throwaway stack's
 `innodb_flush_log_at_trx_commit=2` ("fast": no fsync per commit, the trigger's cost is the
-whole difference) and MariaDB's default `=1` ("durable": an fsync per commit). Where the UDF
+whole difference) and the servers' default `=1` ("durable": an fsync per commit; the binary
+log stays off on both). Where the UDF
 library has `gearsync_send` (pipelined, no wait for gearmand's ack) the safe trigger is also
 measured with it as the doorbell. `bench/trigger_cost.py` measures more workloads.
 """
@@ -15,7 +16,7 @@ from __future__ import annotations
 import os
 import subprocess
 
-from common import QUICK, ROOT, Report, Stack, WorkerProcess, mysql_client, repeats
+from common import CLIENT, QUICK, ROOT, Report, Stack, WorkerProcess, mysql_client, repeats
 
 from gearsync.triggers import safe_triggers
 
@@ -61,7 +62,7 @@ def measure(report: Report, durable: bool) -> None:
         worker = WorkerProcess(stack.env(), gearmand=stack.gearmand, function="gearsync").start()
         sql = {t: "".join(f"INSERT INTO {t} VALUES ({i}, 'name {i}');\n" for i in range(N)) for t in tables.values()}
         base = f"{BASE} ({setting})"
-        pids = [p.pid for p in (m.proc, stack.gearmand.proc, worker.proc) if p is not None]
+        pids = [p for p in (m.pid, stack.gearmand.pid, worker.proc.pid if worker.proc else None) if p is not None]
         for _ in range(repeats(5)):
             for label, table in tables.items():
                 mysql_client(stack, f"TRUNCATE {table}")
@@ -70,7 +71,7 @@ def measure(report: Report, durable: bool) -> None:
                 cpu = sum(_cpu(p) for p in pids) - cpu0
                 name = f"INSERT, {label} ({setting})"
                 report.add(name, N / took, "rows/s", baseline=None if name == base else base)
-                # CPU of mariadbd + gearmand + worker per row: steadier than rows/s on a busy machine
+                # CPU of the server + gearmand + worker per row: steadier than rows/s on a busy machine
                 report.add(f"CPU/row, {label} ({setting})", cpu / N * 1e6, "us", higher_is_better=False,
                            baseline=None if name == base else f"CPU/row, no trigger ({setting})")
         left = m.execute("SELECT COUNT(*) FROM gearsync.outbox")[0][0]
@@ -82,7 +83,7 @@ def measure(report: Report, durable: bool) -> None:
 
 
 def main() -> None:
-    report = Report("write_cost", f"Single-row autocommit INSERT, {N:,} rows (rows/s, mariadb C client)")
+    report = Report("write_cost", f"Single-row autocommit INSERT, {N:,} rows (rows/s, {CLIENT} C client)")
     settings = os.environ.get("WRITE_COST_SETTINGS", "fast,durable").split(",")
     for setting in settings:
         measure(report, durable=setting.strip() == "durable")

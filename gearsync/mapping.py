@@ -280,7 +280,8 @@ def _handled(fn: TableHandler, r: OutboxRow, key: bytes, old: bytes | None, ver:
 
 
 def _builtin_value(row: str | None) -> bytes | None:
-    """The Redis value of a table without a config: one member → its value, several → the object."""
+    """The Redis value of a table without a config: one member → its value, several → the object
+    as the server's JSON_OBJECT printed it (MariaDB keeps the columns' order, MySQL sorts keys)."""
     if row is None:
         return None
     obj = decode_json(row)

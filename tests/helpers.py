@@ -9,11 +9,14 @@ from pathlib import Path
 from typing import Any, Awaitable, Callable, TypeVar
 
 from gearsync.testing.processes import wait_for
+from gearsync.testing.sqlserver import server_name
 
 R = TypeVar("R")
 
 #: The checkout the tests run from.
 REPO_ROOT = Path(__file__).resolve().parents[1]
+#: The database server the suite runs against: "mariadb" or "mysql" (GEARSYNC_TEST_SERVER).
+SERVER = server_name()
 
 
 def run(coro: Awaitable[R], timeout: float = 30.0) -> R:

@@ -1,4 +1,4 @@
-"""gearsync_send through the real MariaDB: a trigger that pipelines its jobs.
+"""gearsync_send through the real server (MariaDB, or MySQL: GEARSYNC_TEST_SERVER): a trigger that pipelines its jobs.
 
 Each test uses a gearmand of its own (gman_servers_set is global to mysqld; it is set back to
 the session stack's gearmand afterwards). Speeds are printed (`pytest -s`), not asserted."""
@@ -34,7 +34,7 @@ TRIGGERS = {
 
 
 def client(stack: Stack, sql: str) -> float:
-    """Feed SQL to the `mariadb` command-line client; seconds it took."""
+    """Feed SQL to the server's command-line client (`mariadb` / `mysql`); seconds it took."""
     assert stack.mysql is not None
     t0 = time.perf_counter()
     res = subprocess.run(stack.mysql.client_argv(DB), input=sql.encode(), capture_output=True)
