@@ -1,5 +1,6 @@
 # gearsync — `make demo` runs the pipeline on a throwaway local stack, `make test` runs the suite.
-.PHONY: all setup udf install-udf demo test bench clean containers-setup images test-containers test-systemd
+.PHONY: all setup udf install-udf demo test bench clean containers-setup images test-containers test-systemd \
+	mysql-image udf-mysql test-mysql bench-mysql
 
 PYTHON ?= python3
 VENV ?= .venv
@@ -54,6 +55,31 @@ test: setup
 bench: setup
 	@$(MAKE) --no-print-directory udf
 	QUICK=$(QUICK) $(VENV)/bin/python bench/run.py $(BENCH)
+
+# Oracle MySQL (README, "Supported servers"): mysqld runs in a Podman container of an image made
+# once and cached (scripts/mysql-image.sh, as root: mysql-server from Debian unstable); the
+# library is built in that image against its own headers into $(BUILD)/mysql, which the server
+# loads. `make test-mysql` runs every test that uses a database server against MySQL.
+GEARSYNC_MYSQL_IMAGE ?= localhost/gearsync-mysql:sid
+MYSQL_BUILD = $(abspath $(BUILD))/mysql
+
+mysql-image:
+	@GEARSYNC_MYSQL_IMAGE=$(GEARSYNC_MYSQL_IMAGE) scripts/mysql-image.sh
+
+udf-mysql: mysql-image
+	@mkdir -p $(MYSQL_BUILD)
+	@podman run --rm --network host -v $(CURDIR):$(CURDIR) -v $(MYSQL_BUILD):$(MYSQL_BUILD) -w $(CURDIR) \
+		$(GEARSYNC_MYSQL_IMAGE) make -s -f udf/udf.mk udf BUILD=$(MYSQL_BUILD) MYSQL_CONFIG=mysql_config \
+		$(if $(filter 1,$(WERROR)),WERROR=1)
+
+test-mysql: setup
+	@$(MAKE) --no-print-directory udf-mysql
+	GEARSYNC_TEST_SERVER=mysql GEARSYNC_MYSQL_IMAGE=$(GEARSYNC_MYSQL_IMAGE) $(VENV)/bin/python -m pytest $(PYTEST_ARGS)
+
+bench-mysql: setup
+	@$(MAKE) --no-print-directory udf-mysql
+	GEARSYNC_TEST_SERVER=mysql GEARSYNC_MYSQL_IMAGE=$(GEARSYNC_MYSQL_IMAGE) QUICK=$(QUICK) \
+		$(VENV)/bin/python bench/run.py $(or $(BENCH),write_cost)
 
 # Containers (README, Containers): images from any Debian bookworm base, built and run with
 # rootful Podman; the compose stack's end-to-end tests through pytest-docker. `make test`

@@ -16,6 +16,7 @@ from gearsync.backfill import backfill_parallel, backfill_table
 from gearsync.config import parse
 from gearsync.connections import connect_mysql as connect
 from gearsync.schema import resolve
+from gearsync.testing.sqlserver import numbers
 
 N = 100_000 if QUICK else 1_000_000
 
@@ -32,7 +33,7 @@ def main() -> None:
                         "score INT) ENGINE=InnoDB")
             t0 = time.perf_counter()
             cur.execute(f"INSERT INTO gs_bench.users SELECT seq, CONCAT('user ', seq), CONCAT('u', seq, "
-                        f"'@example.com'), seq % 1000 FROM gs_bench.seq_1_to_{N}")
+                        f"'@example.com'), seq % 1000 FROM {numbers(N)}")
             report.note(f"loading {N:,} rows took {time.perf_counter() - t0:.1f} s")
         r = redis.Redis.from_url(stack.redis_url)
         shapes = {"json": {"value": "json"}, "column": {"value": "column", "column": "name"},

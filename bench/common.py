@@ -22,10 +22,15 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from gearsync.testing.processes import WorkerProcess, wait_for  # noqa: E402
+from gearsync.testing.sqlserver import server_name  # noqa: E402
 from gearsync.testing.stack import Stack  # noqa: E402
 
 RESULTS = ROOT / "bench" / "results"
 QUICK = os.environ.get("QUICK", "") not in ("", "0")
+#: The database server the benches run (GEARSYNC_TEST_SERVER: mariadb, the default, or mysql;
+#: `make bench-mysql`), and its command-line client.
+SERVER = server_name()
+CLIENT = {"mariadb": "mariadb", "mysql": "mysql"}[SERVER]
 
 
 @dataclass
@@ -48,8 +53,9 @@ class Report:
     """Collects rows, prints one table, writes bench/results/<name>.json."""
 
     def __init__(self, name: str, title: str) -> None:
-        self.name = name
-        self.title = title
+        # results of another server go to a file of their own: bench/results/<name>_mysql.json
+        self.name = name if SERVER == "mariadb" else f"{name}_{SERVER}"
+        self.title = title if SERVER == "mariadb" else f"{title} [{SERVER}]"
         self.rows: dict[str, Row] = {}
         self.notes: list[str] = []
         self.started = time.time()
@@ -91,7 +97,7 @@ class Report:
         RESULTS.mkdir(parents=True, exist_ok=True)
         path = RESULTS / f"{self.name}.json"
         data = {
-            "name": self.name, "title": self.title, "quick": QUICK,
+            "name": self.name, "title": self.title, "quick": QUICK, "server": SERVER,
             "started": self.started, "seconds": round(time.time() - self.started, 1),
             "machine": {"cpus": os.cpu_count(), "python": platform.python_version(), "platform": platform.platform()},
             "rows": [
@@ -134,17 +140,19 @@ def start_stack(name: str) -> Stack:
 
 
 def mysql_client(stack: Stack, sql: str | bytes, database: str | None = None) -> float:
-    """Feed SQL to the `mariadb` command-line client (a C client, so Python's per-query cost
-    does not dilute the server-side cost); returns the seconds it took."""
+    """Feed SQL to the server's command-line client (`mariadb`, or MySQL's `mysql` in its
+    container: C clients, so Python's per-query cost does not dilute the server-side cost);
+    returns the seconds from its first statement to the end of its last, as the server's clock
+    (SYSDATE(6)) tells, so starting the client (`podman exec`: about 0.1 s) is not counted."""
     assert stack.mysql is not None
-    data = sql.encode() if isinstance(sql, str) else sql
-    t0 = time.perf_counter()
+    data = (sql.encode() if isinstance(sql, str) else sql).rstrip()
+    data = (b"SET @gs_bench_t0 = SYSDATE(6);\n" + data + (b"\n" if data.endswith(b";") else b";\n")
+            + b"SELECT TIMESTAMPDIFF(MICROSECOND, @gs_bench_t0, SYSDATE(6));\n")
     res = subprocess.run(stack.mysql.client_argv(database) + ["--batch", "--silent"], input=data,
                          stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    took = time.perf_counter() - t0
     if res.returncode != 0:
-        raise RuntimeError(f"mariadb client failed: {res.stderr.decode(errors='replace')[:500]}")
-    return took
+        raise RuntimeError(f"{CLIENT} client failed: {res.stderr.decode(errors='replace')[:500]}")
+    return int(res.stdout.split()[-1]) / 1e6
 
 
 def rss_kb(pid: int, field_name: str = "VmRSS") -> int:
@@ -160,5 +168,5 @@ def timed(fn: Callable[[], Any]) -> float:
     return time.perf_counter() - t0
 
 
-__all__ = ["Report", "Row", "QUICK", "ROOT", "repeats", "start_stack", "mysql_client", "rss_kb", "timed",
+__all__ = ["Report", "Row", "QUICK", "ROOT", "SERVER", "CLIENT", "repeats", "start_stack", "mysql_client", "rss_kb", "timed",
            "WorkerProcess", "wait_for", "Stack", "Sequence"]

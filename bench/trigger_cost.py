@@ -8,7 +8,7 @@ number is the database side only.
 
 from __future__ import annotations
 
-from common import QUICK, Report, mysql_client, repeats, rss_kb, start_stack
+from common import CLIENT, QUICK, Report, mysql_client, repeats, rss_kb, start_stack
 
 N = 2_000 if QUICK else 20_000
 TABLES = {
@@ -33,7 +33,7 @@ def statements(table: str) -> dict[str, str]:
 
 
 def main() -> None:
-    report = Report("trigger_cost", f"Write cost of the trigger ({N:,} rows, rows/s, mariadb C client)")
+    report = Report("trigger_cost", f"Write cost of the trigger ({N:,} rows, rows/s, {CLIENT} C client)")
     stack = start_stack("trigger-cost")
     try:
         assert stack.mysql is not None
@@ -47,7 +47,7 @@ def main() -> None:
         tables = {k: v for k, v in TABLES.items() if v in present}
         if "test.test_safe" not in present:
             report.note("safe-mode trigger not measured: test.test_safe is not installed")
-        rss0 = rss_kb(stack.mysql.proc.pid)  # type: ignore[union-attr]
+        rss0 = rss_kb(stack.mysql.pid)  # type: ignore[arg-type]
         for _ in range(repeats(3)):
             for label, table in tables.items():
                 work = statements(table)
@@ -58,7 +58,7 @@ def main() -> None:
                     base = f"{phase}, no trigger"
                     report.add(f"{phase}, {label}", N / took, "rows/s",
                                baseline=None if label == "no trigger" else base)
-        rss1 = rss_kb(stack.mysql.proc.pid)  # type: ignore[union-attr]
+        rss1 = rss_kb(stack.mysql.pid)  # type: ignore[arg-type]
         report.note(f"mariadbd RSS {rss0 / 1024:.0f} MiB before, {rss1 / 1024:.0f} MiB after "
                     f"(+{(rss1 - rss0) / 1024:.0f} MiB)")
         report.row("mariadbd RSS growth", "MiB", higher_is_better=False).samples.append((rss1 - rss0) / 1024)

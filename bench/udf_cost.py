@@ -7,6 +7,7 @@ import sys
 import time
 
 from common import QUICK, ROOT, Report, repeats, start_stack
+from gearsync.testing.sqlserver import numbers
 
 ROWS = 100_000 if QUICK else 1_000_000
 CALLS = 20_000 if QUICK else 200_000
@@ -45,7 +46,7 @@ def main() -> None:
         m.execute("CREATE DATABASE IF NOT EXISTS bench")
         m.execute("CREATE TABLE bench.rows (id INT PRIMARY KEY, name VARCHAR(255), score DOUBLE)")
         m.execute(f"INSERT INTO bench.rows SELECT seq, CONCAT('name \"', seq, '\"\t'), seq / 7 "
-                  f"FROM bench.seq_1_to_{ROWS}")
+                  f"FROM {numbers(ROWS)}")
         native = "SELECT SUM(LENGTH(JSON_OBJECT('id', id, 'name', name, 'score', score))) FROM bench.rows"
         ours = "SELECT SUM(LENGTH(udf_json_object(id, name, score))) FROM bench.rows"
         baseline = "SELECT SUM(LENGTH(CONCAT(id, name, score))) FROM bench.rows"

@@ -1,10 +1,10 @@
 """What a writer pays for the triggers, at both durability settings, old sender vs new, in one run.
 
-For each setting the database is STARTED with it -- `innodb_flush_log_at_trx_commit=1` (MariaDB's
-default: an fsync per commit) and `=2` -- never switched with SET GLOBAL (see
+For each setting the database is STARTED with it -- `innodb_flush_log_at_trx_commit=1` (the
+servers' default: an fsync per commit) and `=2` -- never switched with SET GLOBAL (see
 bench/flush_switch.py for why that matters); doublewrite stays at its default (on) in both.
-One server per setting, one `mariadb` C client connection per measurement, no worker (jobs
-queue in gearmand: the database side alone).
+One server per setting (MariaDB, or MySQL with `make bench-mysql`), one connection of its C
+client per measurement, no worker (jobs queue in gearmand: the database side alone).
 
 Tables: no trigger [the baseline of every ratio], the direct trigger (`gearsync_send(
 'syncToRedis', udf_json_object(...))`, like sql/install.sql's test.test), the safe trigger
@@ -12,14 +12,14 @@ Tables: no trigger [the baseline of every ratio], the direct trigger (`gearsync_
 recipe (`gman_do_background`, waits for gearmand's answer) for reference. The direct and safe
 triggers run with the NEW sender (this tree: one sender thread, batched envelopes) and with the
 OLD one (the per-thread pipe: one job per row; the library built from the commit before
-udf/gs_sender.c was added), switched by DROP/CREATE FUNCTION gearsync_send ... SONAME between
+udf/gs_sender.c was added; built in the MySQL image for MySQL), switched by DROP/CREATE FUNCTION gearsync_send ... SONAME between
 measurements in the same server.
 
 Workloads: single-row autocommit INSERTs and UPDATEs, measured in chunks of N statements with
 every variant interleaved chunk by chunk, many rounds (medians: on a shared 2-core machine the
 fsync time and the neighbours' load drift within seconds), and one 20,000-row
 INSERT ... SELECT per variant and round. For each: rows/s (ratio to no trigger) and the CPU per
-row of mariadbd (its background threads included: at flush=1 InnoDB spins while it waits for
+row of the server (its background threads included: at flush=1 InnoDB spins while it waits for
 the fsync, so CPU per row there grows with the wall time) and of gearmand (from /proc, user +
 system).
 
@@ -33,8 +33,9 @@ import os
 import shutil
 import subprocess
 
-from common import QUICK, ROOT, Report, Stack, mysql_client, repeats
+from common import CLIENT, QUICK, ROOT, SERVER, Report, Stack, mysql_client, repeats
 
+from gearsync.testing.sqlserver import numbers
 from gearsync.triggers import safe_triggers
 
 N = 300 if QUICK else 500
@@ -53,8 +54,13 @@ def old_library(dest: str) -> str:
     archive = subprocess.run(["git", "archive", rev, "udf", "gearsync/__init__.py"], cwd=ROOT,
                              capture_output=True, check=True).stdout
     subprocess.run(["tar", "-x", "-C", str(src)], input=archive, check=True)
-    subprocess.run(["make", "-s", "-f", "udf/udf.mk", "udf"], cwd=src, check=True,
-                   stdout=subprocess.DEVNULL)
+    if SERVER == "mysql":
+        from gearsync.testing.mysql import build_udf
+
+        build_udf(src, src / "build")
+    else:
+        subprocess.run(["make", "-s", "-f", "udf/udf.mk", "udf"], cwd=src, check=True,
+                       stdout=subprocess.DEVNULL)
     shutil.copy(src / "build" / "gearsync_udf.so", dest)
     return rev
 
@@ -73,7 +79,7 @@ def single_row(table: str) -> dict[str, tuple[str | None, str, int]]:
 
 
 def bulk(table: str) -> dict[str, tuple[str | None, str, int]]:
-    sql = f"INSERT INTO {table} SELECT seq, CONCAT('name ', seq) FROM bench.seq_1_to_{BULK};\n"
+    sql = f"INSERT INTO {table} SELECT seq, CONCAT('name ', seq) FROM {numbers(BULK)};\n"
     return {f"{BULK:,}-row INSERT…SELECT": (f"TRUNCATE {table}", sql, BULK)}
 
 
@@ -84,14 +90,16 @@ def use_sender(m, so: str) -> None:
 
 def two_sender_stack(name: str, mysqld_args: list[str], old_so: str) -> Stack:
     """A started stack under .run/bench-<name> whose plugin dir holds this tree's library
-    (gearsync_udf.so) and the old one (gearsync_udf_old.so); mariadbd started with
+    (gearsync_udf.so) and the old one (gearsync_udf_old.so); the server started with
     mysqld_args (doublewrite on unless they say otherwise)."""
     base = ROOT / ".run" / f"bench-{name}"
     shutil.rmtree(base, ignore_errors=True)
     plugin = base / "plugin"
     plugin.mkdir(parents=True)
-    shutil.copy(ROOT / "build" / "gearsync_udf.so", plugin / "gearsync_udf.so")
-    shutil.copy(old_so, plugin / "gearsync_udf_old.so")
+    built = ROOT / "build" / ("mysql" if SERVER == "mysql" else "") / "gearsync_udf.so"
+    shutil.copy(built, plugin / "gearsync_udf.so")
+    if os.path.exists(old_so):
+        shutil.copy(old_so, plugin / "gearsync_udf_old.so")
     stack = Stack(base_dir=base, plugin_dir=plugin, durable=True)
     assert stack.mysql is not None
     stack.mysql.extra_args = list(mysqld_args)
@@ -128,7 +136,10 @@ def measure(report: Report, flush: int, old_so: str) -> None:
             ("direct, old sender", "bench.direct", "gearsync_udf_old.so"),
             ("safe, old sender", "bench.safe", "gearsync_udf_old.so"),
         ]
-        pids = {"mariadbd": m.proc.pid, "gearmand": stack.gearmand.proc.pid}  # type: ignore[union-attr]
+        if not os.path.exists(old_so):
+            variants = [v for v in variants if v[2] != "gearsync_udf_old.so"]
+        assert m.pid is not None and stack.gearmand.pid is not None
+        pids = {SERVER: m.pid, "gearmand": stack.gearmand.pid}
         current = "gearsync_udf.so"
         rounds = [single_row] * repeats(8) + [bulk] * repeats(3)
         for workloads in rounds:
@@ -160,10 +171,17 @@ def measure(report: Report, flush: int, old_so: str) -> None:
 
 def main() -> None:
     report = Report("write_cost", f"Write cost of the triggers, old sender vs new (chunks of {N:,} "
-                                  f"single-row statements, {BULK:,}-row INSERT…SELECT; rows/s, mariadb C client)")
+                                  f"single-row statements, {BULK:,}-row INSERT…SELECT; rows/s, {CLIENT} C client)")
     old_so = str(ROOT / ".run" / "gearsync_udf_old.so")
-    rev = old_library(old_so)
-    report.note(f"old sender: the library at {rev} (before udf/gs_sender.c)")
+    if os.path.exists(old_so):
+        os.unlink(old_so)
+    try:
+        rev = old_library(old_so)
+        report.note(f"old sender: the library at {rev} (before udf/gs_sender.c)")
+    except Exception as e:  # MySQL: that tree predates udf.mk's MySQL build
+        if SERVER == "mariadb":
+            raise
+        report.note(f"old sender not measured: its library did not build against {SERVER} ({str(e)[:200]})")
     for flush in SETTINGS.split(","):
         measure(report, int(flush), old_so)
     report.finish()

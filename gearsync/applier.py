@@ -343,7 +343,8 @@ class TableApplier:
             if r == CORRUPT:
                 self.versions_corrupt += 1
                 log.error("%r not written: its stored version %s is not a number (written by hand or "
-                          "by a forged job?); `gearsync verify --repair` resets it", c.key, version_key(c.key))
+                          "by a forged job?); `gearsync verify --repair` resets it", c.key,
+                          version_key(c.key, self.sink.cluster))
             elif r == RESERVED:
                 self.keys_refused += 1
                 log.error("%r not written: keys under gearsync: are gearsync's own", c.key)

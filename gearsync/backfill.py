@@ -12,8 +12,12 @@ over the snapshot, whichever lands first, and a deleted row's tombstone keeps th
 from resurrecting it.
 
 Resumable: after each chunk the last primary key is stored in Redis under
-:func:`gearsync.keys.checkpoint_key` (a JSON list, written in the same pipeline, after the
-chunk's writes). A later run continues after it; a finished run deletes it.
+:func:`gearsync.keys.checkpoint_key` (a JSON list, written once the chunk's writes are
+answered). A later run continues after it; a finished run deletes it.
+
+One backfill of a table at a time, wherever it runs: a run holds the lock
+``gearsync:lock:backfill:<table>`` (a redis-py lock with a 120 s expiry, renewed as chunks
+are written), and a second run, on this host or another, refuses to start while it is held.
 
 ``jobs`` > 1 splits a table's primary-key range over that many processes (a backfill is
 CPU-bound in Python): the range is cut at the primary keys found at offsets total·i/N;
@@ -21,10 +25,13 @@ partition *i* covers (bound[i-1], bound[i]] and is an ordinary :func:`backfill_t
 with its own checkpoint (``…#<i>``, ``[]`` before its first chunk), deleted when the
 partition is done. The plan (``…#plan``, the bounds) stays until every partition is done, so
 an interrupted run resumes with the same partitions: those whose checkpoint is gone are done.
+The checkpoints are written before the plan (no MULTI: in a Redis Cluster they live in
+different slots), so a plan that exists has all its checkpoints.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import multiprocessing
@@ -32,22 +39,21 @@ import queue
 import threading
 import time
 from dataclasses import dataclass
-from typing import Any, Callable, Sequence
-
-import redis as redis_lib
+from typing import Any, Callable, Iterator, Sequence
 
 from .config import Config
-from .connections import connect_mysql, endpoints
+from .connections import connect_mysql
 from .constants import DEFAULT_CHUNK, DEFAULT_REDIS_URL
-from .keys import checkpoint_key, glob_escape
+from .keys import checkpoint_key, glob_escape, lock_key
 from .mapping import row_changes, target_changes
 from .modules import require_modules
 from .progress import Progress
+from .redis_clients import endpoints, sync_client
 from .scan import TableReader, count_rows, plan_bounds
 from .schema import ResolvedTable, resolve
 from .versioned import APPLIED, ScriptRunner
 
-__all__ = ["backfill", "backfill_table", "backfill_parallel", "BackfillResult"]
+__all__ = ["backfill", "backfill_table", "backfill_parallel", "BackfillResult", "BackfillRunning"]
 
 log = logging.getLogger(__name__)
 
@@ -101,14 +107,50 @@ def _reader(conn: Any, rt: ResolvedTable, after: Any, chunk: int, out: "queue.Qu
         out.put(e)
 
 
-def backfill_table(rt: ResolvedTable, conn: Any, client: "redis_lib.Redis", *, chunk: int = DEFAULT_CHUNK,
+#: Seconds a backfill's lock lives unless renewed; it is renewed every LOCK_RENEW s.
+LOCK_TTL, LOCK_RENEW = 120, 10
+
+
+class BackfillRunning(RuntimeError):
+    """Another run (here or on another host) holds the table's backfill lock."""
+
+
+@contextlib.contextmanager
+def _lock(client: Any, table: str) -> Iterator[Callable[[], None]]:
+    """Hold the backfill lock of ``table``; yields ``renew()`` (cheap: it renews at most every
+    LOCK_RENEW s). Raises BackfillRunning when another run holds it."""
+    name = lock_key("backfill:" + table)
+    lock = client.lock(name, timeout=LOCK_TTL, blocking=False)
+    if not lock.acquire(blocking=False):
+        raise BackfillRunning(f"a backfill of {table} is running elsewhere (its lock {name.decode(errors='replace')} "
+                              f"expires in {client.ttl(name)} s unless renewed); wait for it, or delete the key "
+                              "if that run is gone")
+    last = [time.monotonic()]
+
+    def renew() -> None:
+        if time.monotonic() - last[0] >= LOCK_RENEW:
+            lock.reacquire()
+            last[0] = time.monotonic()
+
+    try:
+        yield renew
+    finally:
+        try:
+            lock.release()
+        except Exception as e:  # expired meanwhile: nothing to release
+            log.warning("backfill %s: its lock was gone at the end (%s)", table, e)
+
+
+def backfill_table(rt: ResolvedTable, conn: Any, client: Any, *, chunk: int = DEFAULT_CHUNK,
                    restart: bool = False, progress: bool = True, runner: ScriptRunner | None = None,
                    max_chunks: int | None = None, ck: bytes | None = None, upto: Sequence[Any] | None = None,
-                   total: int | None = None, on_rows: Callable[[int], None] | None = None) -> BackfillResult:
+                   total: int | None = None, on_rows: Callable[[int], None] | None = None,
+                   renew: Callable[[], None] | None = None) -> BackfillResult:
     """Backfill one resolved table; ``max_chunks`` stops early (the checkpoint stays).
 
     For one partition of a parallel backfill: ``ck`` is its checkpoint key, ``upto`` its last
-    primary key, ``on_rows`` is told each chunk's rows."""
+    primary key, ``on_rows`` is told each chunk's rows. ``renew`` is called after each chunk
+    (to keep the table's backfill lock)."""
     runner = runner or ScriptRunner(client)
     ck = ck or checkpoint_key(rt.name)
     after = None
@@ -147,6 +189,8 @@ def backfill_table(rt: ResolvedTable, conn: Any, client: "redis_lib.Redis", *, c
                 bar.add(pending_rows)
                 if on_rows is not None:
                     on_rows(pending_rows)
+                if renew is not None:
+                    renew()
                 chunks += 1
                 pending = None
             if item is None:
@@ -177,7 +221,7 @@ def backfill_table(rt: ResolvedTable, conn: Any, client: "redis_lib.Redis", *, c
 def _part(rt: ResolvedTable, mysql_url: str, redis_url: str, ck: bytes, upto: Any, chunk: int,
           out: Any) -> None:
     conn = connect_mysql(mysql_url)
-    client = redis_lib.Redis.from_url(redis_url)
+    client = sync_client(redis_url)
     try:
         res = backfill_table(rt, conn, client, chunk=chunk, progress=False, ck=ck, upto=upto, total=0,
                              on_rows=lambda n: out.put(("rows", n)))
@@ -190,22 +234,21 @@ def _part(rt: ResolvedTable, mysql_url: str, redis_url: str, ck: bytes, upto: An
         client.close()
 
 
-def _plan(rt: ResolvedTable, conn: Any, client: "redis_lib.Redis", jobs: int, restart: bool
+def _plan(rt: ResolvedTable, conn: Any, client: Any, jobs: int, restart: bool
           ) -> tuple[int, bool, list[tuple[int, bytes, Any]]]:
     """(rows, resumed?, partitions still to do as (index, checkpoint key, last pk or None))."""
     plan_key = checkpoint_key(rt.name, "plan")
-    if restart:
-        client.delete(plan_key, checkpoint_key(rt.name),
-                      *client.keys(glob_escape(checkpoint_key(rt.name)) + b"#*"))
+    if restart or client.get(plan_key) is None:  # a plan never written leaves its partitions behind
+        old = list(client.scan_iter(match=glob_escape(checkpoint_key(rt.name)) + b"#*", count=1000))
+        for key in [plan_key, *old] + ([checkpoint_key(rt.name)] if restart else []):
+            client.delete(key)  # one key per DEL: in a cluster they live in different slots
     total = count_rows(conn, rt)
     raw = client.get(plan_key)
     if raw is None:
         bounds = plan_bounds(conn, rt, total, jobs)
-        pipe = client.pipeline(transaction=True)
-        pipe.set(plan_key, json.dumps([_pk_json(b) for b in bounds]))
-        for i in range(len(bounds) + 1):
-            pipe.set(checkpoint_key(rt.name, str(i)), json.dumps(_pk_json(bounds[i - 1])) if i else "[]")
-        pipe.execute()
+        for i in range(len(bounds) + 1):  # the checkpoints first, the plan last
+            client.set(checkpoint_key(rt.name, str(i)), json.dumps(_pk_json(bounds[i - 1])) if i else "[]")
+        client.set(plan_key, json.dumps([_pk_json(b) for b in bounds]))
     else:
         bounds = [_pk_of(b) for b in json.loads(raw)]
         log.info("%s: resuming a backfill of %d partitions", rt.name, len(bounds) + 1)
@@ -215,8 +258,10 @@ def _plan(rt: ResolvedTable, conn: Any, client: "redis_lib.Redis", jobs: int, re
 
 
 def backfill_parallel(rt: ResolvedTable, mysql_url: str, redis_url: str, jobs: int, *,
-                      chunk: int = DEFAULT_CHUNK, restart: bool = False, progress: bool = True) -> BackfillResult:
-    """One table's primary-key range split over ``jobs`` processes."""
+                      chunk: int = DEFAULT_CHUNK, restart: bool = False, progress: bool = True,
+                      renew: Callable[[], None] = lambda: None) -> BackfillResult:
+    """One table's primary-key range split over ``jobs`` processes; ``renew`` is called while
+    they run (the table's backfill lock)."""
     start = time.monotonic()
     with endpoints(mysql_url, redis_url, "backfill") as (conn, client):
         total, resumed, parts = _plan(rt, conn, client, jobs, restart)
@@ -231,6 +276,7 @@ def backfill_parallel(rt: ResolvedTable, mysql_url: str, redis_url: str, jobs: i
     errors: list[str] = []
     try:
         while done + len(errors) < len(procs):
+            renew()
             try:
                 msg = out.get(timeout=0.5)
             except queue.Empty:
@@ -252,7 +298,7 @@ def backfill_parallel(rt: ResolvedTable, mysql_url: str, redis_url: str, jobs: i
         bar.close()
     if errors:
         raise RuntimeError(f"backfill {rt.name}: {errors[0]} (the checkpoints stay: run it again to resume)")
-    client = redis_lib.Redis.from_url(redis_url)
+    client = sync_client(redis_url)
     try:
         client.delete(checkpoint_key(rt.name, "plan"))
     finally:
@@ -273,15 +319,21 @@ def backfill(cfg: Config, tables: Sequence[str] | None = None, *, mysql_url: str
     with endpoints(url, redis_url, "backfill") as (conn, client):
         resolved = resolve(cfg, conn, tables)
         require_modules(cfg.subset(rt.cfg for rt in resolved), client)
-        if jobs > 1:
-            return [backfill_parallel(rt, url, redis_url, jobs, chunk=chunk, restart=restart,  # type: ignore[arg-type]
-                                      progress=progress) for rt in resolved]
-        runner = ScriptRunner(client)
         out = []
+        if jobs > 1:
+            for rt in resolved:
+                with _lock(client, rt.name) as renew:
+                    out.append(backfill_parallel(rt, url, redis_url, jobs, chunk=chunk,  # type: ignore[arg-type]
+                                                 restart=restart, progress=progress, renew=renew))
+            return out
+        runner = ScriptRunner(client)
         for rt in resolved:
             try:
-                out.append(backfill_table(rt, conn, client, chunk=chunk, restart=restart, progress=progress,
-                                          runner=runner))
+                with _lock(client, rt.name) as renew:
+                    out.append(backfill_table(rt, conn, client, chunk=chunk, restart=restart, progress=progress,
+                                              runner=runner, renew=renew))
+            except BackfillRunning:
+                raise
             except Exception as e:
                 raise RuntimeError(f"backfill {rt.name}: {type(e).__name__}: {e} (the checkpoint stays: "
                                    "run it again to resume)") from e

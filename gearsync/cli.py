@@ -13,9 +13,9 @@ import logging
 import sys
 from typing import Any, Callable, Sequence
 
-from . import __version__, backfill, install, udf_library, verify
+from . import __version__, backfill, install, udf_library, verify, version_copy
 from .config import ConfigError
-from .connections import connect_mysql
+from .connections import connect_mysql, redact
 from .logs import configure
 from .resources import sql_path
 from .settings import LOG_FORMATS, LOG_LEVELS, Settings, SettingsError, parse_servers
@@ -79,7 +79,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="TLS to gearmand (GEARSYNC_GEARMAN_TLS; [gearman] tls; off)")
     w.add_argument("--gearman-ca", metavar="FILE", help="CA certificates that verify gearmand's TLS certificate "
                    "(GEARSYNC_GEARMAN_CA; default: the system's)")
-    w.add_argument("--redis-url", metavar="URL", help="Redis URL (default redis://127.0.0.1:6379/0)")
+    w.add_argument("--redis-url", metavar="URL", help="Redis URL (default redis://127.0.0.1:6379/0; a cluster: "
+                   "redis+cluster://host:port,host:port; Sentinel: redis+sentinel://host:port,…/service/db)")
+    w.add_argument("--redis-replicas", metavar="N", type=int, help="a batch is done once N replicas of its "
+                   "primary have it (Redis WAIT; GEARSYNC_REDIS_REPLICAS; 0)")
     w.add_argument("--function", metavar="NAME", action="append", dest="functions",
                    help="Gearman function to serve (repeatable; default syncToRedis)")
     w.add_argument("--window", metavar="N", type=_positive, help="GRAB requests kept outstanding per server (32)")
@@ -143,6 +146,18 @@ def build_parser() -> argparse.ArgumentParser:
             b.add_argument("--repair", action="store_true", help="fix what drifted (versioned, never "
                            "overwriting a live change)")
             b.add_argument("--json", action="store_true", help="print one JSON object")
+    vs = sub.add_parser("versions", help="the versions gearsync keeps in Redis: copy them to a cluster",
+                        description="`gearsync versions copy --from redis://old:6379/0` copies every version "
+                        "(gearsync:v:<key>) of one Redis into the configured Redis (--redis-url, GEARSYNC_REDIS_URL "
+                        "or [redis] url) in the form it needs: a cluster's version keys share their key's slot. "
+                        "Run it once when moving to a Redis Cluster.")
+    vact = vs.add_subparsers(dest="action", metavar="ACTION", required=True)
+    cp = vact.add_parser("copy", help="copy the versions of one Redis into the configured one",
+                         description="Copy every version of the Redis at --from into the configured Redis; a "
+                         "version the target already has, or a newer one, is kept.")
+    cp.add_argument("--from", metavar="URL", dest="source", required=True, help="the Redis the versions are in")
+    cp.add_argument("--config", metavar="FILE", dest="config_path", help="gearsync.toml (for [redis] url)")
+    cp.add_argument("--redis-url", metavar="URL", help="the Redis to copy into (GEARSYNC_REDIS_URL)")
     sq = sub.add_parser("sql", help="print the SQL scripts the package ships (for the mariadb client)",
                         description="Print a shipped SQL script: `gearsync sql install | mariadb` registers "
                         "the UDFs and creates the outbox and the demo tables (idempotent); `uninstall` "
@@ -172,9 +187,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 #: Options each command hands to Settings.load (the rest are the command's own).
-_SETTINGS = ("config_path", "gearman", "gearman_tls", "gearman_ca", "redis_url", "functions", "window", "batch_size", "log_level",
-             "mysql_url", "sweep_interval", "sweep_age", "tombstone_ttl", "metrics_port", "log_format",
-             "concurrency")
+_SETTINGS = ("config_path", "gearman", "gearman_tls", "gearman_ca", "redis_url", "functions", "window", "batch_size",
+             "log_level", "mysql_url", "sweep_interval", "sweep_age", "tombstone_ttl", "metrics_port", "log_format",
+             "concurrency", "redis_replicas")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -184,9 +199,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.print_help()
         return 2
     options = {k: v for k, v in vars(args).items() if k in _SETTINGS}
-    package_command = args.command in ("sql", "udf")  # the package's own SQL and library
+    package_command = args.command in ("sql", "udf", "versions")  # no tables of a config
     table_command = args.command not in ("worker", "status") and not package_command
-    reads_config = not package_command or (args.command == "udf" and args.action == "install")  # --mysql's default
+    reads_config = not package_command or (args.command == "udf" and args.action == "install") or (
+        args.command == "versions")  # --mysql's default; [redis] url
     try:
         settings = Settings.load(options, require_config=table_command, read_config=reads_config,
                                  defaults={"log_level": "WARNING"} if table_command or package_command else None)
@@ -296,6 +312,16 @@ def verify_command(args: argparse.Namespace, settings: Settings) -> int:
     return 1 if drift else 0
 
 
+def versions_command(args: argparse.Namespace, settings: Settings) -> int:
+    try:
+        res = version_copy.copy_versions(args.source, settings.redis_url)
+    except Exception as e:  # a URL refused, a Redis away
+        print(f"gearsync versions copy: {type(e).__name__}: {e}", file=sys.stderr)
+        return 2
+    print(f"{res}; from {redact(args.source)} to {redact(settings.redis_url)}")
+    return 0
+
+
 def sql_command(args: argparse.Namespace, settings: Settings) -> int:
     sys.stdout.buffer.write(sql_path(f"{args.script}.sql").read_bytes())
     sys.stdout.buffer.flush()
@@ -322,7 +348,7 @@ def udf_command(args: argparse.Namespace, settings: Settings) -> int:
 COMMANDS: dict[str, Callable[[argparse.Namespace, Settings], int]] = {
     "worker": worker_command, "status": status_command, "triggers": triggers_command,
     "install": triggers_command, "uninstall": triggers_command, "backfill": backfill_command,
-    "verify": verify_command, "sql": sql_command, "udf": udf_command,
+    "verify": verify_command, "sql": sql_command, "udf": udf_command, "versions": versions_command,
 }
 
 

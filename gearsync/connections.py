@@ -4,18 +4,18 @@
   driver's ``connect()`` keywords; :func:`driver_module` — mysqlclient (C, releases the GIL)
   when installed, else PyMySQL; :func:`connect_mysql` — an autocommit connection.
 * :func:`redact` — any URL with its password masked (the worker logs URLs).
-* :func:`endpoints` — the MySQL connection and Redis client that backfill and verify share.
+
+Redis clients are made by :mod:`gearsync.redis_clients` (one Redis, Cluster, Sentinel).
 """
 
 from __future__ import annotations
 
-import contextlib
 import importlib
 import os
-from typing import Any, Iterator
+from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
 
-__all__ = ["parse_mysql_url", "driver_module", "connect_mysql", "redact", "endpoints", "MYSQL_SCHEMES"]
+__all__ = ["parse_mysql_url", "driver_module", "connect_mysql", "redact", "MYSQL_SCHEMES"]
 
 MYSQL_SCHEMES = ("mysql", "mariadb", "mysql+pymysql")
 
@@ -102,21 +102,3 @@ def connect_mysql(url: str, *, driver: str | None = None, autocommit: bool = Tru
     if mod.__name__ == "MySQLdb":
         kw = {k: (max(1, int(round(v))) if k.endswith("_timeout") else v) for k, v in kw.items()}
     return mod.connect(**args, charset="utf8mb4", autocommit=autocommit, conv=raw_conversions(mod), **kw)
-
-
-@contextlib.contextmanager
-def endpoints(mysql_url: str | None, redis_url: str, what: str) -> Iterator[tuple[Any, Any]]:
-    """(MySQL connection, synchronous Redis client) for ``what`` (a command name), closed after."""
-    import redis
-
-    if not mysql_url:
-        raise ValueError(f"{what} needs a MySQL URL ([mysql] url in the config, --mysql or GEARSYNC_MYSQL_URL)")
-    conn = connect_mysql(mysql_url)
-    try:
-        client = redis.Redis.from_url(redis_url)
-        try:
-            yield conn, client
-        finally:
-            client.close()
-    finally:
-        conn.close()

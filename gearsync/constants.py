@@ -11,7 +11,7 @@ __all__ = [
     "DEFAULT_GEARMAN_PORT", "DEFAULT_GEARMAN", "DEFAULT_REDIS_URL", "SEED_FUNCTION", "SAFE_FUNCTION",
     "DIRECT_FUNCTION", "OUTBOX_SCHEMA", "OUTBOX_TABLE", "KEY_PREFIX", "VERSION_PREFIX", "CHECKPOINT_PREFIX",
     "DEFAULT_TOMBSTONE_TTL", "RECORD_PREFIX", "DEFAULT_CONFIG_FILE", "DEFAULT_CHUNK", "DEAD_LETTERS",
-    "DEAD_LETTERS_MAX", "APPLIED_AT",
+    "DEAD_LETTERS_MAX", "APPLIED_AT", "LOCK_PREFIX", "DEFAULT_SENTINEL_PORT", "DEFAULT_REDIS_PORT",
 ]
 
 # -- connections ---------------------------------------------------------------------------------
@@ -19,6 +19,9 @@ DEFAULT_GEARMAN_PORT = 4730
 #: gearmand servers a worker listens on when nothing else is said.
 DEFAULT_GEARMAN = "127.0.0.1:4730"
 DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
+DEFAULT_REDIS_PORT = 6379
+#: The port of a sentinel in a ``redis+sentinel://`` URL that names none.
+DEFAULT_SENTINEL_PORT = 26379
 #: The TOML file read when neither --config nor GEARSYNC_CONFIG names one (commands that need it).
 DEFAULT_CONFIG_FILE = "gearsync.toml"
 
@@ -50,6 +53,8 @@ DEAD_LETTERS = KEY_PREFIX + b"dead"
 DEAD_LETTERS_MAX = 100_000
 #: A hash: configured table → when (unix time) a worker last applied its changes.
 APPLIED_AT = KEY_PREFIX + b"applied"
+#: ``gearsync:lock:<what>``: held by one of many processes (a table's backfill, a refresh).
+LOCK_PREFIX = KEY_PREFIX + b"lock:"
 
 # -- defaults ------------------------------------------------------------------------------------
 #: Seconds a delete's versioned tombstone stays in Redis.

@@ -45,6 +45,9 @@ SAFE_STEPS: list[tuple[list[str], dict[bytes, bytes]]] = [
 ]
 
 
+_SERVER_NAMES = {"mariadb": "MariaDB", "mysql": "MySQL"}
+
+
 def _snapshot(r: Any, pattern: str = "*") -> dict[bytes, bytes]:
     """The keys matching pattern and their values (gearsync's own version keys left out)."""
     keys = sorted(k for k in r.keys(pattern) if not k.startswith(b"gearsync:"))
@@ -59,12 +62,14 @@ def main(argv: list[str] | None = None) -> int:
     opts = ap.parse_args(argv)
 
     shutil.rmtree(opts.dir, ignore_errors=True)
-    print(f"gearsync demo: starting MariaDB, gearmand and Redis under {opts.dir} ...", flush=True)
+    stack = Stack(base_dir=opts.dir)  # MariaDB; GEARSYNC_TEST_SERVER=mysql: MySQL in a container
+    print(f"gearsync demo: starting {_SERVER_NAMES[stack.server]}, gearmand and Redis under {opts.dir} ...",
+          flush=True)
     started = time.monotonic()
     ok = True
-    with Stack(base_dir=opts.dir) as stack:
+    with stack:
         assert stack.mysql is not None
-        print(f"  mariadb  {stack.mysql.address}   (UDFs from {stack.mysql.plugin_dir})")
+        print(f"  {stack.server:<8} {stack.mysql.address}   (UDFs from {stack.mysql.plugin_dir})")
         print(f"  gearmand {stack.gearmand.address}")
         print(f"  redis    {stack.redis.address}")
         stack.install_sql()

@@ -21,6 +21,7 @@ from . import __version__, outbox
 from .config import Config, ConfigError
 from .constants import DEFAULT_REDIS_URL
 from .modules import require_modules
+from .redis_clients import sync_client
 from .schema import ResolvedTable, resolve
 from .triggers import direct_triggers, drop_triggers, render_script, safe_triggers
 
@@ -101,7 +102,7 @@ def check_redis(cfg: Config, redis_url: str | None) -> None:
     if not any(t.value == "redisjson" for t in cfg.tables.values()):
         return
     url = redis_url or cfg.redis_url or DEFAULT_REDIS_URL
-    client = redis_lib.Redis.from_url(url, socket_connect_timeout=5, socket_timeout=10)
+    client = sync_client(url, connect_timeout=5, socket_timeout=10)  # one Redis, a cluster or Sentinel
     try:
         require_modules(cfg, client, f" at {url}")
     except redis_lib.RedisError as e:

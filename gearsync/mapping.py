@@ -170,6 +170,8 @@ def changes_of(rows: Sequence[OutboxRow], read: Read, tables: Mapping[str, Table
     object). A change that cannot be mapped (unreadable JSON, a handler that raises, a
     configured column gone) is reported to ``on_skip`` and left out (it will not get better)."""
     found: dict[str, tuple[dict[bytes, tuple[Any, ...]], Rows]] = {s: (dict(r.rows), r) for s, r in read.items()}
+    # the encoder of each table read (one per batch, not one lookup per row)
+    encoders = {s: encoder(tables[s], r.names, r.kinds) for s, r in read.items() if tables and s in tables}
     out: list[VersionedChange] = []
     for r in rows:
         key = bytes(r.key)
@@ -185,7 +187,8 @@ def changes_of(rows: Sequence[OutboxRow], read: Read, tables: Mapping[str, Table
                 change = VersionedChange(key, ver, None)
             elif table is not None:
                 names, values = row
-                change = encoder(table, names, _kinds(r, found, values)).change(key, ver, values)
+                enc = encoders.get(r.source or "") if r.pk is not None else None
+                change = (enc or encoder(table, names, _kinds(r, found, values))).change(key, ver, values)
             else:
                 change = VersionedChange(key, ver, _builtin_value(r.row))
             extra = _placed(table, r, key, old, ver, row, found) if table is not None and fn is None else []
@@ -277,7 +280,8 @@ def _handled(fn: TableHandler, r: OutboxRow, key: bytes, old: bytes | None, ver:
 
 
 def _builtin_value(row: str | None) -> bytes | None:
-    """The Redis value of a table without a config: one member → its value, several → the object."""
+    """The Redis value of a table without a config: one member → its value, several → the object
+    as the server's JSON_OBJECT printed it (MariaDB keeps the columns' order, MySQL sorts keys)."""
     if row is None:
         return None
     obj = decode_json(row)

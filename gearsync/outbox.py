@@ -31,7 +31,7 @@ from .constants import OUTBOX_SCHEMA, OUTBOX_TABLE
 from .changes import OutboxRow
 from .quoting import qualified
 
-__all__ = ["Outbox", "OutboxError", "OUTBOX_DDL", "ensure", "record_installed", "installed", "ADDED_COLUMNS"]
+__all__ = ["Outbox", "OutboxError", "OUTBOX_DDL", "OUTBOX_STATEMENTS", "upgrade_statements", "ensure", "record_installed", "installed", "ADDED_COLUMNS"]
 
 log = logging.getLogger(__name__)
 
@@ -45,8 +45,10 @@ ADDED_COLUMNS = (
     ("ver", "BIGINT UNSIGNED NOT NULL DEFAULT 0 AFTER `pk`"),
 )
 
-OUTBOX_DDL = f"""CREATE DATABASE IF NOT EXISTS `{OUTBOX_SCHEMA}`;
-CREATE TABLE IF NOT EXISTS {_OUTBOX} (
+#: The statements creating gearsync's tables where they are missing (each without its ``;``).
+OUTBOX_STATEMENTS = (
+    f"CREATE DATABASE IF NOT EXISTS `{OUTBOX_SCHEMA}`",
+    f"""CREATE TABLE IF NOT EXISTS {_OUTBOX} (
   `id` BIGINT UNSIGNED NOT NULL AUTO_INCREMENT,
   `source` VARCHAR(192) CHARACTER SET utf8mb4 COLLATE utf8mb4_bin NOT NULL,
   `k` VARBINARY(3072) NOT NULL,
@@ -57,30 +59,50 @@ CREATE TABLE IF NOT EXISTS {_OUTBOX} (
   `ver` BIGINT UNSIGNED NOT NULL DEFAULT 0,
   `created` TIMESTAMP(6) NOT NULL DEFAULT CURRENT_TIMESTAMP(6),
   PRIMARY KEY (`id`)
-) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4;
-ALTER TABLE {_OUTBOX} {", ".join(f"ADD COLUMN IF NOT EXISTS `{n}` {d}" for n, d in ADDED_COLUMNS)};
-CREATE TABLE IF NOT EXISTS {_INSTALLED} (
+) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4""",
+    f"""CREATE TABLE IF NOT EXISTS {_INSTALLED} (
   `source` VARCHAR(192) CHARACTER SET utf8mb4 COLLATE utf8mb4_bin NOT NULL,
   `mode` ENUM('safe','direct') NOT NULL,
   `pk` TEXT CHARACTER SET utf8mb4 COLLATE utf8mb4_bin NOT NULL,
   `installed` TIMESTAMP(6) NOT NULL DEFAULT CURRENT_TIMESTAMP(6),
   PRIMARY KEY (`source`)
-) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4;
-"""
+) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4""",
+)
+OUTBOX_DDL = "".join(stmt + ";\n" for stmt in OUTBOX_STATEMENTS)
+
+_UPGRADE = qualified(OUTBOX_SCHEMA, "install_add_columns")
+
+
+def upgrade_statements() -> list[str]:
+    """The statements of ``sql/install.sql`` that add :data:`ADDED_COLUMNS` to an outbox made
+    before them. MySQL has no ``ADD COLUMN IF NOT EXISTS`` (MariaDB only) and no anonymous
+    compound statement outside a stored program (MariaDB's ``BEGIN NOT ATOMIC``), so a stored
+    procedure checks information_schema and is dropped once called: the same script runs on
+    both servers. (:func:`ensure` does the same from Python, statement by statement.)"""
+    checks = "".join(
+        f"  IF NOT EXISTS (SELECT 1 FROM information_schema.columns WHERE table_schema = '{OUTBOX_SCHEMA}'\n"
+        f"                 AND table_name = '{OUTBOX_TABLE}' AND column_name = '{name}') THEN\n"
+        f"    ALTER TABLE {_OUTBOX} ADD COLUMN `{name}` {definition};\n"
+        "  END IF;\n"
+        for name, definition in ADDED_COLUMNS)
+    return [f"DROP PROCEDURE IF EXISTS {_UPGRADE}",
+            f"CREATE PROCEDURE {_UPGRADE}()\nBEGIN\n{checks}END",
+            f"CALL {_UPGRADE}()",
+            f"DROP PROCEDURE {_UPGRADE}"]
 
 
 def ensure(conn: Any) -> list[str]:
     """Create the outbox (and the record of installed tables) where missing and add the columns
-    an older outbox lacks; what was done, one line each. Runs statement by statement so that
-    servers without ``ADD COLUMN IF NOT EXISTS`` (MySQL) get the same result."""
+    an older outbox lacks; what was done, one line each. Statement by statement, checking
+    information_schema for the columns (MySQL has no ``ADD COLUMN IF NOT EXISTS``), so it needs
+    no privilege to create routines."""
     done: list[str] = []
     with conn.cursor() as cur:
         cur.execute("SELECT 1 FROM information_schema.tables WHERE table_schema = %s AND table_name = %s",
                     (OUTBOX_SCHEMA, OUTBOX_TABLE))
         existed = cur.fetchone() is not None
-        for stmt in OUTBOX_DDL.split(";\n"):
-            if stmt.strip() and not stmt.startswith("ALTER"):
-                cur.execute(stmt)
+        for stmt in OUTBOX_STATEMENTS:
+            cur.execute(stmt)
         if not existed:
             done.append(f"created {_OUTBOX}")
         cur.execute("SELECT column_name FROM information_schema.columns WHERE table_schema = %s "

@@ -128,7 +128,10 @@ def direct_change(workload: bytes, version: int = 0) -> OutboxRow:
     """A ``gearsync_direct`` job (see :func:`gearsync.triggers.direct_triggers`) as a change:
     ``{"s", "o", "k" (hex), "ok" (hex or null), "pk"}``; the legacy form ``{"source", "op",
     "k", "old_k", "json_row"}`` (triggers of gearsync 0.1) carries its row instead."""
-    obj = json.loads(workload)
+    # Numbers with a fraction or an exponent stay their text: a DECIMAL primary key must not
+    # pass through a double (12345678901234567.89 would come back as 1.2345678901234568e+16 and
+    # name no row). They travel on as JSON strings, which is how the safe path reads them.
+    obj = json.loads(workload, parse_float=str)
     if type(obj) is not dict:
         raise ValueError("not a gearsync_direct payload (a JSON object)")
     if "s" in obj:
@@ -141,7 +144,7 @@ def direct_change(workload: bytes, version: int = 0) -> OutboxRow:
     if not isinstance(obj.get("source"), str) or not isinstance(obj.get("k"), str):
         raise ValueError("not a gearsync_direct payload (s, o, k, ok, pk)")
     old = obj.get("old_k")
-    row = obj.get("json_row")
+    row = json.loads(workload).get("json_row")  # the legacy row keeps its numbers as numbers
     return OutboxRow(0, obj["k"].encode("utf-8", "surrogatepass"),
                      old.encode("utf-8", "surrogatepass") if isinstance(old, str) else None,
                      obj.get("op") or "update", None if row is None else json.dumps(row), obj["source"], None, version)

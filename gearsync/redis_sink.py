@@ -1,165 +1,115 @@
-"""The one module that writes Redis: a batch of changes in one pipelined round trip.
+"""The one module that writes Redis: a batch of changes in one pipelined round trip (per node
+in a Redis Cluster).
 
 Direct mode: plain SET/DEL (:meth:`RedisSink.apply`). Safe mode: versioned writes
 (:meth:`RedisSink.apply_versioned`) through one Lua script, ``versioned.lua``, loaded once and
 called with EVALSHA (:mod:`gearsync.versioned`). The version of ``key`` lives beside it in the
 string key :func:`gearsync.keys.version_key` (an integer; a tombstone with a TTL after a
-delete), so ``GET key`` still returns the bare value.
+delete), so ``GET key`` still returns the bare value; in a cluster the version key carries a
+hash tag that puts it in its key's slot, and every multi-key command (MSET, DEL, one EVALSHA
+of many changes) holds the keys of one slot only (:meth:`gearsync.redis_batch.Pipe.group`).
+With ``replicas`` a batch counts as written once that many replicas have it (Redis ``WAIT``).
 """
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import time
-from typing import Any, Awaitable, Callable, Sequence, TypeVar
+from typing import Any, Sequence
 
-import redis.asyncio as aioredis
-from redis.asyncio.retry import Retry
-from redis.backoff import NoBackoff
-from redis.exceptions import (AskError, AuthenticationError, BusyLoadingError, ClusterDownError, MasterDownError,
-                              MovedError, NoPermissionError, NoScriptError, OutOfMemoryError, ReadOnlyError,
-                              TryAgainError)
-from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import TimeoutError as RedisTimeoutError
+from redis.exceptions import NoScriptError
 
 from .changes import DELETE, SET, Change, VersionedChange, as_versioned
 from .constants import APPLIED_AT, DEAD_LETTERS, DEAD_LETTERS_MAX, DEFAULT_TOMBSTONE_TTL
+from .keys import key_slot
+from .redis_batch import Pipe
+from .redis_clients import async_client
+from .redis_errors import SinkUnavailable, dead_letter_entry, retryable, until_written
 from .versioned import CHUNK, LUA, script_args
 
 __all__ = ["RedisSink", "SinkUnavailable", "until_written", "retryable", "dead_letter_entry"]
 
 log = logging.getLogger(__name__)
 
-T = TypeVar("T")
-
-
-async def until_written(write: Callable[[], Awaitable[T]], *, held: str, backoff_max: float,
-                        stopping: Callable[[], bool], on_retry: Callable[[], None] = lambda: None,
-                        ) -> tuple[bool, T | None]:
-    """Run ``write()`` until Redis answers: ``(True, result)``. While Redis is unreachable, retry
-    with capped exponential backoff (0.1 s doubling to ``backoff_max``), logging each retry with
-    what is ``held`` and calling ``on_retry`` (counters, pausing intake); ``(False, None)`` if
-    ``stopping()`` says to give up. Other errors propagate."""
-    attempt = 0
-    while True:
-        try:
-            result = await write()
-        except SinkUnavailable as e:
-            if stopping():
-                log.warning("stopping with %s unapplied (redis unreachable: %s)", held, e)
-                return False, None
-            attempt += 1
-            on_retry()
-            delay = min(backoff_max, 0.1 * 2 ** (attempt - 1))
-            log.warning("redis unreachable (%s), retry %d in %.1f s (%s held)", e, attempt, delay, held)
-            await asyncio.sleep(delay)
-            continue
-        if attempt:
-            log.info("redis reachable again after %d retries", attempt)
-        return True, result
-
-
-class SinkUnavailable(Exception):
-    """Redis could not be reached, did not answer, or answered with an error that a later try
-    can get past (see :func:`retryable`); the batch was not (fully) applied."""
-
-
-#: Redis errors that go away by themselves: a replica promoted or a primary back
-#: (READONLY, MASTERDOWN, NOREPLICAS), a restart (LOADING), memory freed (OOM), a
-#: resharding or failover (TRYAGAIN, MOVED, ASK, CLUSTERDOWN), a busy script (BUSY), and the
-#: ones an operator fixes without losing data (NOAUTH, NOPERM, WRONGPASS).
-_RETRYABLE = (RedisConnectionError, RedisTimeoutError, OSError, ReadOnlyError, BusyLoadingError, OutOfMemoryError,
-              TryAgainError, ClusterDownError, MasterDownError, MovedError, AskError, AuthenticationError,
-              NoPermissionError)
-_RETRYABLE_PREFIXES = ("READONLY", "LOADING", "OOM", "TRYAGAIN", "MOVED", "ASK", "CLUSTERDOWN", "MASTERDOWN",
-                       "NOREPLICAS", "BUSY", "NOAUTH", "NOPERM", "WRONGPASS")
-
-
-def dead_letter_entry(function: bytes | str, what: bytes | str, payload: bytes, error: BaseException) -> dict[str, Any]:
-    """One entry of :data:`DEAD_LETTERS`: where the change came from (a Gearman function and job
-    handle, or ``versioned`` and the key), its payload (cut at 64 KiB) and the error."""
-    return {"function": function, "from": what, "payload": bytes(payload[:65536]),
-            "error": f"{type(error).__name__}: {error}"}
-
-
-def retryable(e: BaseException) -> bool:
-    """True for a Redis error that a later try can get past; False for one it never will (a
-    WRONGTYPE, a script error, a value Redis refuses), which goes to the dead letters."""
-    if isinstance(e, _RETRYABLE):
-        return True
-    text = str(e)
-    # a script's error carries the command's error after "Error running script … :"
-    inner = text.rsplit(": ", 1)[-1] if "script" in text else text
-    return inner.lstrip("-").startswith(_RETRYABLE_PREFIXES) or text.startswith(_RETRYABLE_PREFIXES)
-
 
 class RedisSink:
     """Apply :class:`Change` batches with SET/DEL in one pipeline (``transaction=False``).
 
     Replaying a batch after a failure is safe: SET and DEL are idempotent and a batch is
-    replayed whole, in order.
+    replayed whole, in order (the changes of one key share a slot, so they keep their order in
+    a cluster too). ``replicas``/``replica_timeout``: see :class:`gearsync.redis_batch.Pipe`.
     """
 
-    def __init__(self, redis: aioredis.Redis) -> None:
+    def __init__(self, redis: Any, *, replicas: int = 0, replica_timeout: float = 1.0) -> None:
         self.redis = redis
+        self.pipe = Pipe(redis, replicas, replica_timeout)
+        self.cluster = self.pipe.cluster
         self._owned = False
         self._sha: str | None = None
 
     @classmethod
-    def from_url(cls, url: str, *, socket_timeout: float = 10.0, connect_timeout: float = 2.0) -> "RedisSink":
-        client = aioredis.Redis.from_url(
-            url, socket_timeout=socket_timeout, socket_connect_timeout=connect_timeout,
-            retry=Retry(NoBackoff(), 0), retry_on_error=[],
-        )
-        sink = cls(client)
+    def from_url(cls, url: str, *, socket_timeout: float = 10.0, connect_timeout: float = 2.0, replicas: int = 0,
+                 replica_timeout: float = 1.0) -> "RedisSink":
+        """A sink with a client of its own (:func:`gearsync.redis_clients.async_client`: one
+        Redis, ``redis+cluster://`` or ``redis+sentinel://``), closed by :meth:`close`."""
+        client = async_client(url, socket_timeout=socket_timeout, connect_timeout=connect_timeout)
+        sink = cls(client, replicas=replicas, replica_timeout=replica_timeout)
         sink._owned = True
         return sink
 
     async def apply(self, changes: Sequence[Change]) -> list[Any]:
         """Apply ``changes`` in order; per change True, or the error Redis answered for it.
 
-        Consecutive SETs go as one MSET and consecutive DELs as one DEL (same final state as
-        one command per change, far fewer commands). Raises SinkUnavailable on I/O failure.
+        Consecutive SETs go as one MSET and consecutive DELs as one DEL (per slot in a
+        cluster: same final state as one command per change, far fewer commands). Raises
+        SinkUnavailable when Redis is unreachable or answers an error that passes.
         """
         if not changes:
             return []
-        pipe = self.redis.pipeline(transaction=False)
-        runs: list[int] = []  # length of each run, one pipeline command per run
+        commands: list[tuple[Any, ...]] = []
+        slots: list[int | None] = []
+        covers: list[list[int]] = []  # the changes each command applies
         i, n = 0, len(changes)
         while i < n:
             op = changes[i].op
-            j = i
-            if op == SET:
-                mapping: dict[str, str] = {}
-                while j < n and changes[j].op == SET:
-                    c = changes[j]
-                    mapping[c.key] = c.value  # type: ignore[assignment]
-                    j += 1
-                pipe.mset(mapping)
-            elif op == DELETE:
-                keys = set()
-                while j < n and changes[j].op == DELETE:
-                    keys.add(changes[j].key)
-                    j += 1
-                pipe.delete(*keys)
-            else:
+            if op not in (SET, DELETE):
                 raise ValueError(f"unknown op {op!r}")
-            runs.append(j - i)
+            j = i
+            while j < n and changes[j].op == op:
+                j += 1
+            run = list(range(i, j))
+            for slot, group in self.pipe.group(run, key=lambda k: changes[k].key):
+                idx = [run[g] for g in group]
+                slots.append(slot)
+                if op == SET:
+                    mapping: dict[str, str] = {}
+                    for k in idx:
+                        mapping[changes[k].key] = changes[k].value  # type: ignore[assignment]
+                    commands.append(("MSET", *[x for kv in mapping.items() for x in kv]))
+                else:
+                    commands.append(("DEL", *dict.fromkeys(changes[k].key for k in idx)))
+                covers.append(idx)
             i = j
-        try:
-            replies = await pipe.execute(raise_on_error=False)
-        except (RedisConnectionError, RedisTimeoutError, OSError) as e:
-            raise SinkUnavailable(f"{type(e).__name__}: {e}") from e
-        finally:
-            await pipe.reset()
+        replies = await self.pipe.run(commands, slots)
         for reply in replies:  # SET and DEL are idempotent: the batch is replayed whole
             if isinstance(reply, Exception) and retryable(reply):
                 raise SinkUnavailable(f"{type(reply).__name__}: {reply}")
-        out: list[Any] = []
-        for count, reply in zip(runs, replies):
-            out.extend([reply if isinstance(reply, Exception) else True] * count)
+        out: list[Any] = [True] * n
+        for idx, reply in zip(covers, replies):
+            if isinstance(reply, Exception):
+                for k in idx:
+                    out[k] = reply
         return out
+
+    def _calls(self, changes: Sequence[VersionedChange]) -> list[tuple[int | None, list[int]]]:
+        """The changes of each EVALSHA call (with its slot): at most CHUNK, of one slot in a cluster."""
+        return [(slot, g[i:i + CHUNK]) for slot, g in self.pipe.group(changes, key=lambda c: c.key)
+                for i in range(0, len(g), CHUNK)]
+
+    def _evalsha(self, changes: Sequence[VersionedChange], ttl: int, mode: str) -> tuple[Any, ...]:
+        assert self._sha is not None
+        keys, argv = script_args(changes, ttl, mode, tagged=self.cluster)
+        return ("EVALSHA", self._sha, len(keys), *keys, *argv)
 
     async def apply_versioned(self, changes: Sequence[VersionedChange],
                               tombstone_ttl: int = DEFAULT_TOMBSTONE_TTL, mode: str = "v") -> list[Any]:
@@ -172,52 +122,58 @@ class RedisSink:
         is stored (backfill), "cas" only where the version is still ``change.version`` (repair;
         0 = none stored), "w" unconditional (direct mode).
 
-        Raises SinkUnavailable on I/O failure (nothing or part applied: replaying is a no-op
-        for what was applied). A Redis restart that forgot the script is handled by reloading it.
+        Raises SinkUnavailable when Redis is unreachable (nothing or part applied: replaying is
+        a no-op for what was applied). A Redis that forgot the script (a restart, a promoted
+        replica) gets it again and the batch is replayed.
         """
         if not changes:
             return []
+        ttl = int(tombstone_ttl)
+        calls = self._calls(changes)
         for attempt in (1, 2):
-            try:
-                if self._sha is None:
-                    self._sha = str(await self.redis.script_load(LUA))
-                replies = await self._eval_chunks(self._sha, changes, int(tombstone_ttl), mode)
-            except (RedisConnectionError, RedisTimeoutError, OSError) as e:
-                raise SinkUnavailable(f"{type(e).__name__}: {e}") from e
+            if self._sha is None:
+                self._sha = await self._load()
+            replies = await self.pipe.run([self._evalsha([changes[i] for i in idx], ttl, mode) for _, idx in calls],
+                                          [slot for slot, _ in calls])
             errors = [r for r in replies if isinstance(r, Exception)]
             if not errors:
                 break
-            if attempt == 1 and all(isinstance(r, NoScriptError) for r in errors):
-                log.info("redis forgot the versioned-write script (restarted?): loading it again")
+            if attempt == 1 and any(isinstance(r, NoScriptError) for r in errors):
+                log.info("redis forgot the versioned-write script (restarted, or a replica promoted): loading it "
+                         "again")
                 self._sha = None
                 continue
             retry = next((e for e in errors if retryable(e)), None)
             if retry is not None:
                 raise SinkUnavailable(f"{type(retry).__name__}: {retry}")
             break
-        out: list[Any] = []
-        for i, reply in enumerate(replies):
+        out: list[Any] = [None] * len(changes)
+        for (_, idx), reply in zip(calls, replies):
             if isinstance(reply, Exception):  # a change of this call can never be written: find which
-                out.extend(await self._one_by_one(changes[i * CHUNK:(i + 1) * CHUNK], int(tombstone_ttl), mode))
+                results = await self._one_by_one([changes[i] for i in idx], ttl, mode)
             else:
-                out.extend(int(x) for x in reply)
+                results = [int(x) for x in reply]
+            for i, r in zip(idx, results):
+                out[i] = r
         return out
+
+    def _slots(self, changes: Sequence[VersionedChange]) -> list[int | None]:
+        return [key_slot(c.key) if self.cluster else None for c in changes]
+
+    async def _load(self) -> str:
+        """SCRIPT LOAD (on every primary of a cluster)."""
+        try:
+            return str(await self.redis.script_load(LUA))
+        except Exception as e:
+            if retryable(e):
+                raise SinkUnavailable(f"{type(e).__name__}: {e}") from e
+            raise
 
     async def _one_by_one(self, changes: Sequence[VersionedChange], ttl: int, mode: str) -> list[Any]:
         """Each change of a call that failed for good, in a call of its own: the others apply
         (a replay of what the failed call applied before its error is a no-op), the culprits
         come back as their errors."""
-        assert self._sha is not None
-        pipe = self.redis.pipeline(transaction=False)
-        for c in changes:
-            keys, argv = script_args([c], ttl, mode)
-            pipe.evalsha(self._sha, len(keys), *keys, *argv)
-        try:
-            replies = await pipe.execute(raise_on_error=False)
-        except (RedisConnectionError, RedisTimeoutError, OSError) as e:
-            raise SinkUnavailable(f"{type(e).__name__}: {e}") from e
-        finally:
-            await pipe.reset()
+        replies = await self.pipe.run([self._evalsha([c], ttl, mode) for c in changes], self._slots(changes))
         out: list[Any] = []
         for r in replies:
             if isinstance(r, Exception) and retryable(r):
@@ -258,33 +214,24 @@ class RedisSink:
         about :data:`DEAD_LETTERS_MAX` entries); raises SinkUnavailable if Redis is away."""
         if not entries:
             return
-        pipe = self.redis.pipeline(transaction=False)
+        commands = []
         for e in entries:
-            pipe.xadd(DEAD_LETTERS, {k: v if isinstance(v, bytes) else str(v) for k, v in e.items()},
-                      maxlen=DEAD_LETTERS_MAX, approximate=True)
-        try:
-            await pipe.execute()
-        except (RedisConnectionError, RedisTimeoutError, OSError) as e:
-            raise SinkUnavailable(f"{type(e).__name__}: {e}") from e
-        finally:
-            await pipe.reset()
-
-    async def _eval_chunks(self, sha: str, changes: Sequence[VersionedChange], ttl: int,
-                           mode: str = "v") -> list[Any]:
-        pipe = self.redis.pipeline(transaction=False)
-        for i in range(0, len(changes), CHUNK):
-            keys, argv = script_args(changes[i:i + CHUNK], ttl, mode)
-            pipe.evalsha(sha, len(keys), *keys, *argv)
-        try:
-            return list(await pipe.execute(raise_on_error=False))
-        finally:
-            await pipe.reset()
+            fields = [x for k, v in e.items() for x in (k, v if isinstance(v, bytes) else str(v))]
+            commands.append(("XADD", DEAD_LETTERS, "MAXLEN", "~", DEAD_LETTERS_MAX, "*", *fields))
+        replies = await self.pipe.run(commands, [key_slot(DEAD_LETTERS) if self.cluster else None] * len(commands))
+        bad = next((r for r in replies if isinstance(r, Exception)), None)
+        if bad is not None:
+            if retryable(bad):
+                raise SinkUnavailable(f"{type(bad).__name__}: {bad}")
+            raise bad
 
     async def ping(self) -> bool:
         try:
             return bool(await self.redis.ping())
-        except (RedisConnectionError, RedisTimeoutError, OSError) as e:
-            raise SinkUnavailable(f"{type(e).__name__}: {e}") from e
+        except Exception as e:
+            if retryable(e):
+                raise SinkUnavailable(f"{type(e).__name__}: {e}") from e
+            raise
 
     async def close(self) -> None:
         """Close the client if this sink created it. Idempotent."""

@@ -67,17 +67,36 @@ def _columns(conn: Any, schema: str, table: str) -> list[tuple[str, str, bool]]:
         cur.execute("SELECT column_name, data_type, is_nullable FROM information_schema.columns "
                     "WHERE table_schema = %s AND table_name = %s ORDER BY ordinal_position", (schema, table))
         rows = [(_s(r[0]), _s(r[1]), _s(r[2]) == "YES") for r in cur.fetchall()]
-        json_checked: set[str] = set()
-        try:  # MariaDB's JSON is LONGTEXT with a json_valid() check (MySQL has a real type)
-            cur.execute("SELECT check_clause FROM information_schema.check_constraints "
-                        "WHERE constraint_schema = %s AND table_name = %s", (schema, table))
-            for (clause,) in cur.fetchall():
-                m = re.fullmatch(r"\s*json_valid\(`((?:[^`]|``)+)`\)\s*", _s(clause))
-                if m:
-                    json_checked.add(m.group(1).replace("``", "`"))
-        except Exception:  # no such columns there (MySQL): nothing to learn
-            pass
+        json_checked = _json_checked(cur, schema, table) if rows else set()
     return [(name, kind_of(t, name in json_checked), nullable) for name, t, nullable in rows]
+
+
+#: The CHECK clauses of one table. MariaDB's check_constraints has the table's name (constraint
+#: names are per table there: a column's check is named after the column); MySQL's has not
+#: (names are per schema), its table comes from table_constraints.
+_CHECKS = {
+    "mariadb": ("SELECT check_clause FROM information_schema.check_constraints "
+                "WHERE constraint_schema = %s AND table_name = %s"),
+    "mysql": ("SELECT cc.check_clause FROM information_schema.table_constraints tc "
+              "JOIN information_schema.check_constraints cc ON cc.constraint_schema = tc.constraint_schema "
+              "AND cc.constraint_name = tc.constraint_name "
+              "WHERE tc.constraint_type = 'CHECK' AND tc.constraint_schema = %s AND tc.table_name = %s"),
+}
+
+
+def _json_checked(cur: Any, schema: str, table: str) -> set[str]:
+    """Columns with a ``json_valid(col)`` check: MariaDB's JSON type is LONGTEXT with that check
+    (MySQL's is a real type, but a text column checked so there holds JSON just as well)."""
+    cur.execute("SELECT COUNT(*) FROM information_schema.columns WHERE table_schema = 'information_schema' "
+                "AND table_name = 'CHECK_CONSTRAINTS' AND column_name = 'TABLE_NAME'")
+    flavor = "mariadb" if int(cur.fetchone()[0]) else "mysql"
+    cur.execute(_CHECKS[flavor], (schema, table))
+    out = set()
+    for (clause,) in cur.fetchall():
+        m = re.fullmatch(r"\s*json_valid\(`((?:[^`]|``)+)`\)\s*", _s(clause))
+        if m:
+            out.add(m.group(1).replace("``", "`"))
+    return out
 
 
 def _s(v: Any) -> str:

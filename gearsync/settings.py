@@ -18,6 +18,7 @@ from .config import Config, TableConfig, load as load_config
 from .constants import (DEFAULT_CONFIG_FILE, DEFAULT_GEARMAN, DEFAULT_GEARMAN_PORT, DEFAULT_REDIS_URL,
                         DEFAULT_TOMBSTONE_TTL, DIRECT_FUNCTION, SAFE_FUNCTION, SEED_FUNCTION)
 from .connections import MYSQL_SCHEMES, redact
+from .redis_clients import CLUSTER, parse_redis_url
 
 __all__ = ["Settings", "SettingsError", "parse_servers", "LOG_LEVELS", "LOG_FORMATS", "ENVIRONMENT"]
 
@@ -111,6 +112,8 @@ ENVIRONMENT: dict[str, tuple[str, Callable[[str, str], Any]]] = {
     "safe_linger": ("GEARSYNC_SAFE_LINGER", _number(float, 0.0)),
     "tombstone_ttl": ("GEARSYNC_TOMBSTONE_TTL", _number(int, 1)),
     "metrics_port": ("GEARSYNC_METRICS_PORT", _number(int, 1)),
+    "redis_replicas": ("GEARSYNC_REDIS_REPLICAS", _number(int, 0)),
+    "redis_replica_timeout": ("GEARSYNC_REDIS_REPLICA_TIMEOUT", _number(float, 0.001)),
     "concurrency": ("GEARSYNC_CONCURRENCY", _number(int, 1)),
     "config_path": ("GEARSYNC_CONFIG", lambda n, t: t),
     "gearman_tls": ("GEARSYNC_GEARMAN_TLS", _choice(("1", "0"), lambda t: {"true": "1", "yes": "1", "on": "1",
@@ -148,6 +151,12 @@ class Settings:
     log_level: str = "INFO"
     log_format: str = "text"
     redis_backoff_max: float = 5.0
+    #: A batch counts as written once this many replicas of its primary have it (Redis WAIT;
+    #: per primary in a cluster): what survives a failover. 0: once the primary answers.
+    redis_replicas: int = 0
+    #: Seconds a batch waits for those replicas; short of them it is retried (safe mode: the
+    #: rows stay in the outbox; direct mode: the jobs are held).
+    redis_replica_timeout: float = 1.0
     log_interval: float = 5.0
     #: Safe mode (outbox) is on when this is set: ``mysql://user:pass@host:port/``.
     mysql_url: str | None = None
@@ -216,6 +225,19 @@ class Settings:
             self.max_in_hand = self.window
         if self.log_level not in LOG_LEVELS:
             raise SettingsError(f"log level {self.log_level!r}: expected one of {', '.join(LOG_LEVELS)}")
+        try:
+            target = parse_redis_url(self.redis_url)
+        except ValueError as e:
+            raise SettingsError(str(e)) from None
+        placing = [t.display for t in self.tables.values() if t.targets]
+        if target.kind == CLUSTER and placing:
+            raise SettingsError(f"{self.config_path or 'the config'}: {', '.join(placing)} have extra targets "
+                                "(set, zset, stream), which a Redis Cluster cannot take: a row's placement "
+                                "writes its record and target keys in one script call, and those keys lie in "
+                                "different slots (a row moving between sets touches two). Use one Redis or "
+                                "Sentinel for such tables, or drop their targets")
+        if self.redis_replicas < 0 or self.redis_replica_timeout <= 0:
+            raise SettingsError("redis replicas must be >= 0 and the replica timeout > 0")
         if self.log_format not in LOG_FORMATS:
             raise SettingsError(f"log format {self.log_format!r}: expected one of {', '.join(LOG_FORMATS)}")
         if self.mysql_url is not None:

@@ -4,9 +4,10 @@ From the database: the outbox size and the age of its oldest row (the safe-mode 
 leaves the outbox when it has been applied), per configured table too, and whether each
 configured table's schema and installed triggers still fit its config. From Redis: when each
 table's changes were last applied (``gearsync:applied``, written by the workers) and the
-dead letters. From every gearmand: queue depth and worker count per function (its admin
-protocol). :attr:`Status.problems` says what is unhealthy; ``gearsync status`` exits 1 if
-anything is.
+dead letters; for a Redis Cluster every node is asked (``PING``) and the cluster must say
+``cluster_state:ok``, for a Sentinel URL the sentinels must name a primary that answers. From
+every gearmand: queue depth and worker count per function (its admin protocol).
+:attr:`Status.problems` says what is unhealthy; ``gearsync status`` exits 1 if anything is.
 """
 
 from __future__ import annotations
@@ -17,13 +18,12 @@ import time
 from dataclasses import asdict, dataclass, field
 from typing import Any, Mapping, Optional, Sequence
 
-import redis
-
 from .config import TableConfig
 from .connections import connect_mysql
 from .constants import APPLIED_AT, DEAD_LETTERS, DIRECT_FUNCTION, SAFE_FUNCTION, SEED_FUNCTION
 from .gearman import admin
 from .outbox import Outbox, installed
+from .redis_clients import is_cluster, sync_client
 from .schema import drift
 from .settings import Settings
 
@@ -57,6 +57,8 @@ class Status:
     tables: dict[str, TableStatus] = field(default_factory=dict)
     #: Entries in the dead-letter stream gearsync:dead (changes Redis refused for good), None if unknown.
     dead_letters: Optional[int] = None
+    #: What the Redis URL reached: "host:port", "cluster of N primaries, M replicas, state ok", …
+    redis_topology: Optional[str] = None
     #: The outbox lag above which the system is unhealthy.
     max_lag: float = DEFAULT_MAX_LAG
     #: Gearman functions gearsync's workers serve (jobs queued for them with no worker: unhealthy).
@@ -103,7 +105,8 @@ class Status:
             lines.append(f"table {name}: {'ok' if not t.drift else 'DRIFT: ' + '; '.join(t.drift)}; {waiting}; "
                          f"last applied {last}")
         for name, err in self.errors.items():
-            lines.append(f"{name}: {'ok' if err is None else 'UNREACHABLE: ' + err}")
+            where = f" ({self.redis_topology})" if name == "redis" and self.redis_topology else ""
+            lines.append(f"{name}: {'ok' + where if err is None else 'UNREACHABLE: ' + err}")
             for fn, q in sorted(self.gearman.get(name[len("gearman "):], {}).items()) if name.startswith("gearman ") else ():
                 lines.append(f"  {fn}: {q['queued']} queued ({q['running']} running), {q['workers']} workers")
         problems = self.problems
@@ -159,9 +162,9 @@ def status(mysql_url: str | None = None, redis_url: str | None = None,
             ob.close()
     if redis_url:
         try:
-            client = redis.Redis.from_url(redis_url, socket_timeout=timeout, socket_connect_timeout=timeout)
+            client = sync_client(redis_url, socket_timeout=timeout, connect_timeout=timeout, retries=False)
             try:
-                client.ping()
+                st.redis_topology = _topology(client)
                 st.dead_letters = int(client.xlen(DEAD_LETTERS))
                 now = time.time()
                 for table, at in client.hgetall(APPLIED_AT).items():
@@ -183,6 +186,26 @@ def status(mysql_url: str | None = None, redis_url: str | None = None,
         except Exception as e:
             st.errors[f"gearman {host}:{port}"] = f"{type(e).__name__}: {e}"
     return st
+
+
+def _topology(client: Any) -> str:
+    """PING what ``client`` reaches and say what it is; raises when a part does not answer."""
+    if not is_cluster(client):
+        client.ping()
+        pool = client.connection_pool
+        host, port = pool.connection_kwargs.get("host"), pool.connection_kwargs.get("port")
+        if host is None:  # a Sentinel's primary: ask where it is
+            info = client.info("server")
+            return f"primary on port {info.get('tcp_port')} (via Sentinel)"
+        return f"{host}:{port}"
+    nodes = client.get_nodes()
+    client.ping(target_nodes=client.ALL_NODES)  # raises if one does not answer
+    info = client.cluster_info(target_nodes=client.get_default_node())
+    state = info.get("cluster_state") if isinstance(info, dict) else None
+    if state not in ("ok", b"ok"):
+        raise RuntimeError(f"cluster_state is {state!r}")
+    primaries = len(client.get_primaries())
+    return f"cluster of {primaries} primaries, {len(nodes) - primaries} replicas, state ok"
 
 
 def status_of(settings: Settings, max_lag: float = DEFAULT_MAX_LAG) -> Status:

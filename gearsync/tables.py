@@ -14,8 +14,9 @@ from typing import Any, Callable, Mapping, Sequence
 
 from .changes import OutboxRow
 from .config import ConfigError, TableConfig
-from .connections import endpoints
+from .keys import lock_key
 from .mapping import Read
+from .redis_clients import endpoints
 from .scan import TableReader
 from .schema import resolve_table
 from .verify import verify_table
@@ -24,6 +25,8 @@ __all__ = ["ConfiguredTables", "RowsBusy", "ReadFailed"]
 
 log = logging.getLogger(__name__)
 
+#: Seconds a worker holds the lock of a table's refresh (one worker of many refreshes a table).
+REFRESH_LOCK_TTL = 600
 #: Errors of a read that mean the table changed under its config: no such table, no such column.
 _SCHEMA_ERRORS = (1146, 1054)
 #: A locking read that waited too long (a long transaction) or was chosen as a deadlock's victim.
@@ -115,7 +118,18 @@ class ConfiguredTables:
         def refresh() -> None:
             try:
                 with endpoints(self.mysql_url, self.redis_url, "refresh") as (conn, client):
-                    rep = verify_table(resolve_table(conn, cfg), conn, client, repair=True, progress=False)
+                    # workers on many hosts all notice the change: one of them refreshes
+                    lock = client.lock(lock_key("refresh:" + source), timeout=REFRESH_LOCK_TTL, blocking=False)
+                    if not lock.acquire(blocking=False):
+                        log.info("%s: another worker is refreshing its keys", source)
+                        return
+                    try:
+                        rep = verify_table(resolve_table(conn, cfg), conn, client, repair=True, progress=False)
+                    finally:
+                        try:
+                            lock.release()
+                        except Exception as e:  # it outlived the lock's expiry
+                            log.info("%s: refresh lock already gone: %s", source, e)
                 self.refreshes += 1
                 log.info("%s: its columns changed; refreshed its keys: %d rows, %d rewritten",
                          source, rep.rows, rep.repaired)

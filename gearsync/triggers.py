@@ -24,7 +24,7 @@ from __future__ import annotations
 from typing import Sequence
 
 from .constants import DIRECT_FUNCTION, OUTBOX_SCHEMA, OUTBOX_TABLE, SAFE_FUNCTION
-from .outbox import OUTBOX_DDL
+from .outbox import OUTBOX_STATEMENTS, upgrade_statements
 from .quoting import key_expr, qualified as _qualified, quote_ident, quote_string
 from .codec import PK_HEX_KINDS
 
@@ -61,10 +61,15 @@ def _row_expr(alias: str, value_columns: Sequence[str]) -> str:
 def pk_expr(alias: str, pk: Sequence[tuple[str, str]]) -> str:
     """SQL naming a row by its primary key: ``JSON_ARRAY(NEW.a, HEX(NEW.b))`` — ``pk`` is
     (column, gearsync.codec kind) pairs; binary kinds travel as hex (see
-    :data:`gearsync.scan.PK_HEX_KINDS`), which JSON cannot carry raw."""
-    parts = [f"HEX({alias}.{quote_ident(c)})" if kind in PK_HEX_KINDS else f"{alias}.{quote_ident(c)}"
-             for c, kind in pk]
-    return "JSON_ARRAY(" + ", ".join(parts) + ")"
+    :data:`gearsync.scan.PK_HEX_KINDS`), which JSON cannot carry raw. Temporal values travel as
+    the column's own text (``CAST(… AS CHAR)``): MySQL's JSON prints every DATETIME and TIME
+    with six fractional digits, and MySQL 9.7 does not find a TIME(3) row by
+    ``(t, id) IN (('12:00:00.500000', 1))`` (it does by ``'12:00:00.500'``, and by either text
+    in a longer IN list); MariaDB's JSON prints the column's text already."""
+    def part(c: str, kind: str) -> str:
+        col = f"{alias}.{quote_ident(c)}"
+        return f"HEX({col})" if kind in PK_HEX_KINDS else f"CAST({col} AS CHAR)" if kind == "temporal" else col
+    return "JSON_ARRAY(" + ", ".join(part(c, kind) for c, kind in pk) + ")"
 
 
 def _check(doorbell: str, key_columns: Sequence[str], value_columns: Sequence[str],
@@ -238,7 +243,10 @@ def install_section() -> str:
         "-- The outbox: one row per change of a safe-mode table, written by its triggers in the",
         "-- writer's transaction; ver (gearsync_seq()) is the change's version. gearsync workers",
         "-- delete applied rows. gearsync.installed records the tables `gearsync install` set up.",
-        OUTBOX_DDL.rstrip("\n"),
+        render_script(OUTBOX_STATEMENTS).rstrip("\n"),
+        "-- Columns added since the first release, for an outbox made before them (a procedure: the",
+        "-- same script for MySQL, which has no ADD COLUMN IF NOT EXISTS, and MariaDB).",
+        render_script(upgrade_statements()).rstrip("\n"),
         "",
         "-- The safe-mode demo table: changes arrive as SET test_safe:<id> <name> / DEL test_safe:<id>.",
         "CREATE TABLE IF NOT EXISTS `test`.`test_safe` (",

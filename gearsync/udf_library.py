@@ -46,7 +46,7 @@ SOCKETS = ("/run/mysqld/mysqld.sock", "/var/run/mysqld/mysqld.sock", "/tmp/mysql
 PACKAGES = {
     "compiler": "build-essential",
     "mysql_config": "libmariadb-dev libmariadb-dev-compat",
-    "server headers": "libmariadbd-dev",
+    "server headers": "libmariadbd-dev (MySQL: libmysqlclient-dev)",
     "libgearman": "libgearman-dev",
 }
 
@@ -90,7 +90,10 @@ def check_toolchain(mysql_config: str) -> None:
                              timeout=30, check=True).stdout.strip()
     except (OSError, subprocess.SubprocessError) as e:
         raise _missing("mysql_config", f"{mysql_config} --variable=pkgincludedir failed ({e})") from None
-    if not (Path(inc, "server", "mysql_com.h").is_file() or Path(inc, "mysql", "udf_registration_types.h").is_file()):
+    # MariaDB: <pkgincludedir>/server/mysql_com.h (libmariadbd-dev); MySQL >= 8.0: mysql.h includes
+    # udf_registration_types.h, in <pkgincludedir> on Debian (libmysqlclient-dev), see udf/udf.mk.
+    if not any(Path(inc, *p).is_file() for p in (("server", "mysql_com.h"), ("udf_registration_types.h",),
+                                                  ("mysql", "udf_registration_types.h"))):
         raise _missing("server headers", f"no server UDF headers under {inc!r} ({mysql_config} --variable=pkgincludedir)")
     probe = subprocess.run([*cc, "-E", "-x", "c", "-o", os.devnull, "-"], input=b"#include <libgearman-1.0/gearman.h>\n",
                            capture_output=True, timeout=60)

@@ -15,14 +15,19 @@ extra targets are checked by :mod:`gearsync.verify_targets`.
 
 **Orphans** are keys matching the table's key template as a glob (``order:{shop_id}:{id}`` →
 ``order:*:*``, literal ``*?[]\\`` escaped) that no row maps to: a ``SCAN MATCH`` after the rows
-were read, against the set of their keys (held in memory: about 100 bytes per row). Keys
-under ``gearsync:`` are never orphans. Two tables whose templates overlap (``user:{id}`` and
-``user:{id}:x``) would see each other's keys as orphans: give them disjoint prefixes.
+were read (on every primary of a Redis Cluster), against the set of their keys (held in memory:
+about 100 bytes per row). Keys under ``gearsync:`` are never orphans. Two tables whose
+templates overlap (``user:{id}`` and ``user:{id}:x``) would see each other's keys as orphans:
+give them disjoint prefixes.
 
 ``--repair`` writes the expected value (or deletes the orphan) with ``versioned.lua`` in mode
 ``cas``: only if the key's version is still the one read during the check, so a live change
-that landed meanwhile is never overwritten. Verify a busy table twice: a change in flight
-between the read of the row and the read of Redis shows as drift the first time.
+that landed meanwhile is never overwritten. What a repair writes is decided *after* the
+version was read: the rows to repair are read again, and a key no row mapped during the scan
+is an orphan only if no row maps to it once its version was read (a row inserted after its
+chunk was read has such a key). A change committed after that carries a higher version than
+the one read, so it either makes the repair's ``cas`` fail or lands after it (tested: a
+repair running beside three workers and a stream of writes).
 """
 
 from __future__ import annotations
@@ -32,17 +37,16 @@ import logging
 from dataclasses import dataclass, field
 from typing import Any, Sequence
 
-import redis as redis_lib
-
 from .changes import VersionedChange
 from .codec import PK_HEX_KINDS
 from .config import Config
-from .connections import endpoints
 from .constants import DEFAULT_CHUNK, DEFAULT_REDIS_URL
 from .keys import key_pattern, reserved, version_key
 from .mapping import row_changes, target_changes
 from .modules import require_modules
 from .progress import Progress
+from .quoting import MARK, params, qualified
+from .redis_clients import endpoints, is_cluster
 from .scan import Rows, TableReader, count_rows
 from .schema import ResolvedTable, resolve
 from .verify_targets import TargetCheck
@@ -134,6 +138,29 @@ def _stored(ver: Any, ceiling: int | None) -> tuple[int | bytes, bool]:
     return v, False
 
 
+def _mapped_now(conn: Any, rt: ResolvedTable, keys: Sequence[bytes]) -> set[bytes]:
+    """Which of ``keys`` some row of the table maps to now (one scan of the table per 1,000
+    keys; one read of every key when there are more)."""
+    expr = rt.key_sql("t")
+    table = f"{qualified(rt.cfg.schema, rt.cfg.table)} AS t"
+    found: set[bytes] = set()
+    with conn.cursor() as cur:
+        if len(keys) > 1000:
+            cur.execute(f"SELECT {expr} FROM {table}")
+            found = {_key_bytes(r[0]) for r in cur.fetchall()}
+            return found & set(keys)
+        for i in range(0, len(keys), 1000):
+            part = keys[i:i + 1000]
+            cur.execute(params(f"SELECT {expr} FROM {table} WHERE {expr} IN ({', '.join([MARK] * len(part))})"),
+                        list(part))
+            found |= {_key_bytes(r[0]) for r in cur.fetchall()}
+    return found
+
+
+def _key_bytes(v: Any) -> bytes:
+    return bytes(v) if isinstance(v, (bytes, bytearray)) else str(v).encode("utf-8", "surrogatepass")
+
+
 def _reread(reader: TableReader, batch: Rows, fixes: list[VersionedChange]) -> list[VersionedChange]:
     """The repairs of ``fixes`` with their rows read again, now that their versions were read:
     a change that committed between the first read of a row and the read of its version is in
@@ -148,14 +175,20 @@ def _reread(reader: TableReader, batch: Rows, fixes: list[VersionedChange]) -> l
     return [now.get(c.key, VersionedChange(c.key, 0, None))._replace(version=c.version) for c in fixes]
 
 
-def verify_table(rt: ResolvedTable, conn: Any, client: "redis_lib.Redis", *, repair: bool = False,
+def verify_table(rt: ResolvedTable, conn: Any, client: Any, *, repair: bool = False,
                  chunk: int = DEFAULT_CHUNK, progress: bool = True, runner: ScriptRunner | None = None,
                  scan_count: int = 1000) -> TableReport:
+    """Compare one table with Redis (and repair it). Safe beside live changes: what a repair
+    writes is decided after the versions were read — the rows it repairs are read again, and an
+    orphan is a key no row maps to once its version was read — so a repair (``cas`` on the
+    version read) never writes a value older than a live change that landed, nor deletes a key
+    a new row just got."""
     rep = TableReport(rt.name)
     runner = runner or (ScriptRunner(client) if repair else None)
     ceiling = version_ceiling(conn)
     bar = Progress(f"verify {rt.name}", count_rows(conn, rt), enabled=progress)
     shape = rt.cfg.value
+    tagged = is_cluster(client)
     seen: set[bytes] = set()
     targets = TargetCheck(rt.cfg, client, rep.note, lambda v: _stored(v, ceiling))
     reader = TableReader(rt.cfg, lambda: conn, rt)
@@ -171,7 +204,7 @@ def verify_table(rt: ResolvedTable, conn: Any, client: "redis_lib.Redis", *, rep
                 pipe.execute_command("JSON.GET", c.key)
             else:
                 pipe.get(c.key)
-            pipe.get(version_key(c.key))
+            pipe.get(version_key(c.key, tagged))
             pipe.ttl(c.key)
         replies = pipe.execute(raise_on_error=False)
         fixes: list[VersionedChange] = []
@@ -197,18 +230,23 @@ def verify_table(rt: ResolvedTable, conn: Any, client: "redis_lib.Redis", *, rep
         if repair and fixes:
             assert runner is not None
             rep.repaired += runner.run(fixes, "cas").count(APPLIED)
-    orphans: list[VersionedChange] = []
     pattern = key_pattern(rt.cfg.key)
-    for key in client.scan_iter(match=pattern, count=scan_count):
-        if key in seen or reserved(key):
-            continue
-        rep.note("orphaned", key)
-        orphans.append(VersionedChange(key, 0, None))
+    candidates = [k for k in dict.fromkeys(client.scan_iter(match=pattern, count=scan_count))  # every primary
+                  if k not in seen and not reserved(k)]
+    orphans: list[VersionedChange] = []
+    if candidates:
+        pipe = client.pipeline(transaction=False)  # one GET each: a cluster's are in many slots
+        for k in candidates:
+            pipe.get(version_key(k, tagged))
+        versions = pipe.execute()
+        live = _mapped_now(conn, rt, candidates)  # rows that got such a key since their chunk was read
+        for k, v in zip(candidates, versions):
+            if k not in live:
+                rep.note("orphaned", k)
+                orphans.append(VersionedChange(k, _stored(v, ceiling)[0], None))
     if repair and orphans:
         assert runner is not None
-        vers = client.mget([version_key(o.key) for o in orphans])
-        rep.repaired += runner.run([o._replace(version=_stored(v, ceiling)[0]) for o, v in zip(orphans, vers)],
-                                   "cas").count(APPLIED)
+        rep.repaired += runner.run(orphans, "cas").count(APPLIED)
     if rt.cfg.targets:
         placed, strays = targets.orphans(scan_count)
         if repair:

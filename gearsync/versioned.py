@@ -9,7 +9,8 @@ is still the one read), ``w`` (unconditional) — and keeps the key's version in
 Two encoders of one call, kept equal by a test: :func:`script_args` (KEYS and ARGV for
 redis-py, the worker's asyncio pipeline) and :func:`pack_call` (the whole EVALSHA as RESP
 bytes, for :class:`ScriptRunner`: backfill and repair, where redis-py's per-argument cost
-was half of a backfill's time).
+was half of a backfill's time). Both take ``tagged``: a cluster's version keys carry a hash
+tag (:func:`gearsync.keys.version_key`), and a cluster's calls hold the changes of one slot.
 """
 
 from __future__ import annotations
@@ -17,11 +18,12 @@ from __future__ import annotations
 from importlib import resources
 from typing import Any, Sequence
 
-from redis.exceptions import NoScriptError, ResponseError
+from redis.exceptions import AskError, NoScriptError, ResponseError, TryAgainError
 
 from .changes import VersionedChange
 from .constants import DEFAULT_TOMBSTONE_TTL
-from .keys import version_key
+from .keys import key_slot, version_key
+from .redis_clients import is_cluster
 
 __all__ = ["LUA", "CHUNK", "MODES", "vkey", "script_args", "pack_call", "ScriptRunner", "STALE", "APPLIED", "CORRUPT",
            "RESERVED"]
@@ -40,18 +42,19 @@ def _version(c: VersionedChange, mode: str) -> bytes:
     return b"" if mode == "cas" and not c.version else b"%d" % c.version
 
 
-def vkey(c: VersionedChange) -> bytes:
-    """The key holding ``c``'s version: its placement's record, else :func:`version_key`."""
-    return c.record if c.record is not None else version_key(c.key)
+def vkey(c: VersionedChange, tagged: bool = False) -> bytes:
+    """The key holding ``c``'s version: its placement's record, else :func:`version_key`
+    (``tagged``: a cluster's form)."""
+    return c.record if c.record is not None else version_key(c.key, tagged)
 
 
 def script_args(changes: Sequence[VersionedChange], tombstone_ttl: int,
-                mode: str = "v") -> tuple[list[bytes], list[Any]]:
-    """KEYS and ARGV of one ``versioned.lua`` call."""
+                mode: str = "v", tagged: bool = False) -> tuple[list[bytes], list[Any]]:
+    """KEYS and ARGV of one ``versioned.lua`` call (``tagged``: a cluster's version keys)."""
     keys: list[bytes] = []
     argv: list[Any] = [tombstone_ttl, mode]
     for c in changes:
-        keys += (c.key, vkey(c))
+        keys += (c.key, vkey(c, tagged))
         ver = _version(c, mode)
         ttl = c.ttl or 0
         if c.op is not None and c.op != b"j":
@@ -73,7 +76,8 @@ def _bulk(a: bytes) -> bytes:
     return b"$%d\r\n%s\r\n" % (len(a), a)
 
 
-def pack_call(sha: bytes, changes: Sequence[VersionedChange], tombstone_ttl: int, mode: str) -> bytes:
+def pack_call(sha: bytes, changes: Sequence[VersionedChange], tombstone_ttl: int, mode: str,
+              tagged: bool = False) -> bytes:
     """One ``EVALSHA`` as RESP bytes: the call :func:`script_args` describes, packed without
     redis-py (literal fragments for the fixed arguments)."""
     keys: list[bytes] = []
@@ -82,7 +86,7 @@ def pack_call(sha: bytes, changes: Sequence[VersionedChange], tombstone_ttl: int
     for c in changes:
         k = bytes(c.key)
         keys.append(_bulk(k))
-        keys.append(_bulk(vkey(c)))
+        keys.append(_bulk(vkey(c, tagged)))
         ver = _version(c, mode)
         ttl = b"%d" % (c.ttl or 0)
         if c.op is not None:
@@ -105,56 +109,105 @@ def pack_call(sha: bytes, changes: Sequence[VersionedChange], tombstone_ttl: int
     return head + b"".join(keys) + b"".join(argv)
 
 
+Handle = Any
+
+
 class ScriptRunner:
     """``versioned.lua`` through a synchronous Redis client (backfill and repair): one pipeline
-    of pre-packed EVALSHA calls per chunk."""
+    of pre-packed EVALSHA calls per chunk — per node of a Redis Cluster, each call holding the
+    changes of one slot; a call answered MOVED, ASK or TRYAGAIN (a slot moving) is sent again
+    through the cluster client, which follows the redirection."""
 
     def __init__(self, client: Any, tombstone_ttl: int = DEFAULT_TOMBSTONE_TTL) -> None:
         self.redis = client
         self.ttl = tombstone_ttl
+        self.cluster = is_cluster(client)
         self.sha = str(client.script_load(LUA))
 
-    def send(self, changes: Sequence[VersionedChange], mode: str, extra: Sequence[Sequence[Any]] = ()
-             ) -> tuple[Any, Sequence[VersionedChange], str, Sequence[Sequence[Any]], int]:
-        """Send the calls for ``changes`` (then ``extra`` commands such as ``("SET", k, v)``)
-        without waiting; :meth:`collect` reads the answers. Meanwhile the caller can prepare
-        the next chunk while Redis runs this one."""
+    def _calls(self, changes: Sequence[VersionedChange]) -> list[list[int]]:
+        """The indices of the changes of each call: at most CHUNK, of one slot in a cluster."""
+        if not self.cluster:
+            return [list(range(i, min(i + CHUNK, len(changes)))) for i in range(0, len(changes), CHUNK)]
+        slots: dict[int, list[int]] = {}
+        for i, c in enumerate(changes):
+            slots.setdefault(key_slot(c.key), []).append(i)
+        return [g[i:i + CHUNK] for g in slots.values() for i in range(0, len(g), CHUNK)]
+
+    def send(self, changes: Sequence[VersionedChange], mode: str, extra: Sequence[Sequence[Any]] = ()) -> Handle:
+        """Send the calls for ``changes`` (then ``extra`` commands such as ``("SET", k, v)``,
+        once the calls are answered) without waiting; :meth:`collect` reads the answers.
+        Meanwhile the caller can prepare the next chunk while Redis runs this one."""
         sha = self.sha.encode()
-        packed = [pack_call(sha, changes[i:i + CHUNK], self.ttl, mode) for i in range(0, len(changes), CHUNK)]
-        conn = self.redis.connection_pool.get_connection()
+        calls = self._calls(changes)
+        if self.cluster:
+            by_node: dict[str, tuple[Any, list[list[int]]]] = {}
+            for call in calls:
+                node = self.redis.nodes_manager.get_node_from_slot(key_slot(changes[call[0]].key))
+                by_node.setdefault(node.name, (node.redis_connection, []))[1].append(call)
+            sent = [self._send(client, [pack_call(sha, [changes[i] for i in c], self.ttl, mode, True)
+                                        for c in node_calls], []) + (node_calls,)
+                    for client, node_calls in by_node.values()]
+            return sent, changes, mode, extra
+        packed = [pack_call(sha, [changes[i] for i in c], self.ttl, mode) for c in calls]
+        return [self._send(self.redis, packed, extra) + (calls,)], changes, mode, extra
+
+    @staticmethod
+    def _send(client: Any, packed: list[bytes], extra: Sequence[Sequence[Any]]) -> tuple[Any, Any, int]:
+        pool = client.connection_pool
+        conn = pool.get_connection()
         try:
             conn.send_packed_command(packed + [conn.pack_command(*cmd)[0] for cmd in extra])
         except BaseException:
             conn.disconnect()
-            self.redis.connection_pool.release(conn)
+            pool.release(conn)
             raise
-        return conn, changes, mode, extra, len(packed)
+        return pool, conn, len(packed) + len(extra)
 
-    def collect(self, handle: tuple[Any, Sequence[VersionedChange], str, Sequence[Sequence[Any]], int],
-                retry: bool = True) -> list[int]:
+    def collect(self, handle: Handle, retry: bool = True) -> list[int]:
         """Per change the script's answer (:data:`APPLIED`, :data:`STALE`, :data:`CORRUPT`,
-        :data:`RESERVED`); raises the first error Redis answered (a script forgotten by a
-        restarted Redis is loaded again and the calls re-sent once)."""
-        conn, changes, mode, extra, n = handle
-        replies: list[Any] = []
-        try:
-            for _ in range(n + len(extra)):
-                try:
-                    replies.append(conn.read_response())
-                except ResponseError as e:
-                    replies.append(e)
-        except BaseException:
-            conn.disconnect()
-            raise
-        finally:
-            self.redis.connection_pool.release(conn)
-        errors = [r for r in replies if isinstance(r, Exception)]
+        :data:`RESERVED`), in the order of the changes sent; raises the first error Redis
+        answered (a script forgotten by a restarted Redis is loaded again and the calls re-sent
+        once)."""
+        sent, changes, mode, extra = handle
+        answers: list[int] = [0] * len(changes)  # a cluster answers per node: put them in order
+        errors: list[Exception] = []
+        redo: list[list[int]] = []
+        for pool, conn, n, calls in sent:
+            replies: list[Any] = []
+            try:
+                for _ in range(n):
+                    try:
+                        replies.append(conn.read_response())
+                    except ResponseError as e:
+                        replies.append(e)
+            except BaseException:
+                conn.disconnect()
+                raise
+            finally:
+                pool.release(conn)
+            for call, reply in zip(calls, replies):
+                if isinstance(reply, (AskError, TryAgainError)) and self.cluster:  # MovedError is an AskError
+                    redo.append(call)
+                elif isinstance(reply, Exception):
+                    errors.append(reply)
+                else:
+                    for i, x in zip(call, reply):
+                        answers[i] = int(x)
+            errors += [r for r in replies[len(calls):] if isinstance(r, Exception)]
         if errors:
             if retry and all(isinstance(e, NoScriptError) for e in errors):
                 self.sha = str(self.redis.script_load(LUA))
                 return self.collect(self.send(changes, mode, extra), retry=False)
             raise errors[0]
-        return [int(x) for reply in replies[:n] for x in reply]
+        for call in redo:  # through the cluster client, which follows MOVED and ASK
+            keys, argv = script_args([changes[i] for i in call], self.ttl, mode, tagged=True)
+            reply = self.redis.execute_command("EVALSHA", self.sha, len(keys), *keys, *argv)
+            for i, x in zip(call, reply):
+                answers[i] = int(x)
+        if self.cluster:
+            for cmd in extra:
+                self.redis.execute_command(*cmd)
+        return answers
 
     def run(self, changes: Sequence[VersionedChange], mode: str, extra: Sequence[Sequence[Any]] = ()
             ) -> list[int]:

@@ -187,9 +187,11 @@ class Worker:
         for sig in signals:
             loop.add_signal_handler(sig, self.handle_signal, sig)
         if self._redis is not None:
-            self.sink = RedisSink(self._redis)  # type: ignore[arg-type]
+            self.sink = RedisSink(self._redis, replicas=self.settings.redis_replicas,
+                                  replica_timeout=self.settings.redis_replica_timeout)
         else:
-            self.sink = RedisSink.from_url(self.settings.redis_url)
+            self.sink = RedisSink.from_url(self.settings.redis_url, replicas=self.settings.redis_replicas,
+                                           replica_timeout=self.settings.redis_replica_timeout)
         gm = self.gearman
         safe_task: asyncio.Task[None] | None = None
         web: Web | None = None

@@ -13,9 +13,11 @@
 -- `gearsync`; `gearsync worker --mysql URL` applies them as SET test_safe:<id> <name> /
 -- DEL test_safe:<id> (section generated at the end of this file).
 --
--- Needs MariaDB >= 10.1.3 (CREATE FUNCTION IF NOT EXISTS). On MariaDB >= 10.2 and
--- MySQL >= 5.7.8 `json_object` is a native function, so the library's JSON builder is
--- registered under its non-clashing name `udf_json_object`.
+-- One script for both servers: MariaDB >= 10.2 and MySQL >= 8.0.29 (CREATE FUNCTION IF NOT
+-- EXISTS for loadable functions came in MariaDB 10.1.3 and MySQL 8.0.29; older MySQL: see the
+-- README, "Supported servers"). On MariaDB >= 10.2 and MySQL >= 5.7.8 `json_object` is a
+-- native function, so the library's JSON builder is registered under its non-clashing name
+-- `udf_json_object`.
 
 CREATE FUNCTION IF NOT EXISTS gearsync_udf_info RETURNS STRING SONAME 'gearsync_udf.so';
 CREATE FUNCTION IF NOT EXISTS udf_json_array RETURNS STRING SONAME 'gearsync_udf.so';
@@ -91,7 +93,6 @@ CREATE TABLE IF NOT EXISTS `gearsync`.`outbox` (
   `created` TIMESTAMP(6) NOT NULL DEFAULT CURRENT_TIMESTAMP(6),
   PRIMARY KEY (`id`)
 ) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4;
-ALTER TABLE `gearsync`.`outbox` ADD COLUMN IF NOT EXISTS `pk` TEXT CHARACTER SET utf8mb4 COLLATE utf8mb4_bin NULL AFTER `row`, ADD COLUMN IF NOT EXISTS `ver` BIGINT UNSIGNED NOT NULL DEFAULT 0 AFTER `pk`;
 CREATE TABLE IF NOT EXISTS `gearsync`.`installed` (
   `source` VARCHAR(192) CHARACTER SET utf8mb4 COLLATE utf8mb4_bin NOT NULL,
   `mode` ENUM('safe','direct') NOT NULL,
@@ -99,6 +100,24 @@ CREATE TABLE IF NOT EXISTS `gearsync`.`installed` (
   `installed` TIMESTAMP(6) NOT NULL DEFAULT CURRENT_TIMESTAMP(6),
   PRIMARY KEY (`source`)
 ) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4;
+-- Columns added since the first release, for an outbox made before them (a procedure: the
+-- same script for MySQL, which has no ADD COLUMN IF NOT EXISTS, and MariaDB).
+DROP PROCEDURE IF EXISTS `gearsync`.`install_add_columns`;
+DELIMITER $$
+CREATE PROCEDURE `gearsync`.`install_add_columns`()
+BEGIN
+  IF NOT EXISTS (SELECT 1 FROM information_schema.columns WHERE table_schema = 'gearsync'
+                 AND table_name = 'outbox' AND column_name = 'pk') THEN
+    ALTER TABLE `gearsync`.`outbox` ADD COLUMN `pk` TEXT CHARACTER SET utf8mb4 COLLATE utf8mb4_bin NULL AFTER `row`;
+  END IF;
+  IF NOT EXISTS (SELECT 1 FROM information_schema.columns WHERE table_schema = 'gearsync'
+                 AND table_name = 'outbox' AND column_name = 'ver') THEN
+    ALTER TABLE `gearsync`.`outbox` ADD COLUMN `ver` BIGINT UNSIGNED NOT NULL DEFAULT 0 AFTER `pk`;
+  END IF;
+END$$
+DELIMITER ;
+CALL `gearsync`.`install_add_columns`();
+DROP PROCEDURE `gearsync`.`install_add_columns`;
 
 -- The safe-mode demo table: changes arrive as SET test_safe:<id> <name> / DEL test_safe:<id>.
 CREATE TABLE IF NOT EXISTS `test`.`test_safe` (

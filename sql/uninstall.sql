@@ -4,8 +4,15 @@
 -- Refused, before anything is dropped, while other triggers still call gearsync's functions
 -- (those `gearsync install` made): with the functions gone every write on their tables would
 -- fail. Run `gearsync uninstall` (or DROP TRIGGER them) first.
+-- The check is a stored procedure, dropped once it passed: MySQL has no anonymous compound
+-- statement (MariaDB's BEGIN NOT ATOMIC), and its error message holds at most 128 characters.
+-- It lives in the `gearsync` database, which uninstall keeps (the outbox); a refusal leaves it
+-- there until the next run.
+CREATE DATABASE IF NOT EXISTS `gearsync`;
+DROP PROCEDURE IF EXISTS `gearsync`.`uninstall_check`;
 DELIMITER $$
-BEGIN NOT ATOMIC
+CREATE PROCEDURE `gearsync`.`uninstall_check`()
+BEGIN
   DECLARE still TEXT;
   SELECT GROUP_CONCAT(CONCAT(trigger_schema, '.', trigger_name) SEPARATOR ', ') INTO still
     FROM information_schema.triggers
@@ -13,12 +20,14 @@ BEGIN NOT ATOMIC
      AND NOT (trigger_schema = 'test' AND event_object_table IN ('test', 'test_safe')
               AND trigger_name LIKE '%gearsync%');
   IF still IS NOT NULL THEN
-    SET still = CONCAT('gearsync: triggers still call its functions: ', LEFT(still, 200),
-                       '; run `gearsync uninstall` first (nothing was dropped)');
+    SET still = CONCAT('gearsync: triggers still call its functions: ', LEFT(still, 30),
+                       IF(CHAR_LENGTH(still) > 30, '...', ''), '; run `gearsync uninstall` first');
     SIGNAL SQLSTATE '45000' SET MESSAGE_TEXT = still;
   END IF;
 END$$
 DELIMITER ;
+CALL `gearsync`.`uninstall_check`();
+DROP PROCEDURE `gearsync`.`uninstall_check`;
 
 DROP TRIGGER IF EXISTS test.test_gearsync_ai;
 DROP TRIGGER IF EXISTS test.test_gearsync_au;

@@ -9,11 +9,14 @@ from pathlib import Path
 from typing import Any, Awaitable, Callable, TypeVar
 
 from gearsync.testing.processes import wait_for
+from gearsync.testing.sqlserver import server_name
 
 R = TypeVar("R")
 
 #: The checkout the tests run from.
 REPO_ROOT = Path(__file__).resolve().parents[1]
+#: The database server the suite runs against: "mariadb" or "mysql" (GEARSYNC_TEST_SERVER).
+SERVER = server_name()
 
 
 def run(coro: Awaitable[R], timeout: float = 30.0) -> R:
@@ -37,10 +40,16 @@ def execute(conn: Any, sql: str, args: Any = None) -> list[tuple[Any, ...]]:
         return list(cur.fetchall())
 
 
-def redis_state(r: Any) -> dict[bytes, bytes]:
-    """Every ``test_safe:*`` key of Redis with its value."""
-    keys = sorted(r.scan_iter(match=b"test_safe:*", count=1000))
-    return dict(zip(keys, r.mget(keys))) if keys else {}
+def redis_state(r: Any, match: bytes = b"test_safe:*") -> dict[bytes, bytes]:
+    """Every key of Redis matching ``match`` with its value (a Redis Cluster client scans every
+    primary; one GET per key, so keys of any slot)."""
+    keys = sorted(set(r.scan_iter(match=match, count=1000)))
+    if not keys:
+        return {}
+    pipe = r.pipeline(transaction=False)
+    for k in keys:
+        pipe.get(k)
+    return {k: v for k, v in zip(keys, pipe.execute()) if v is not None}
 
 
 def table_state(conn: Any) -> dict[bytes, bytes]:

@@ -23,6 +23,7 @@ from gearsync.scan import plan_bounds
 from gearsync.schema import resolve
 from gearsync.progress import Progress
 from gearsync.testing.processes import WorkerProcess, wait_for
+from gearsync.testing.sqlserver import numbers
 
 from helpers import REPO_ROOT
 
@@ -46,9 +47,9 @@ def gs_b(mysql: Any, redis_client: Any, tmp_path: Path, stack: Any) -> Iterator[
         cur.execute("CREATE TABLE gs_b.items (id INT PRIMARY KEY, name VARCHAR(50), n INT)")
         cur.execute("CREATE TABLE gs_b.tags (shop VARCHAR(10) NOT NULL, id INT NOT NULL, name VARCHAR(50), "
                     "PRIMARY KEY (shop, id))")
-        cur.execute("INSERT INTO gs_b.items SELECT seq, CONCAT('item ', seq), seq * 2 FROM gs_b.seq_1_to_2000")
+        cur.execute("INSERT INTO gs_b.items SELECT seq, CONCAT('item ', seq), seq * 2 FROM " + numbers(2000))
         cur.execute("INSERT INTO gs_b.tags SELECT IF(seq % 2, 'a', 'b'), seq, CONCAT('t\"', seq) "
-                    "FROM gs_b.seq_1_to_700")
+                    "FROM " + numbers(700))
         cur.execute("DELETE FROM gearsync.outbox")
     cfg_file = tmp_path / "gearsync.toml"
     cfg_file.write_text(f"[mysql]\nurl = \"{stack.mysql_url}\"\n[redis]\nurl = \"{stack.redis_url}\"\n" + CONFIG)

@@ -159,8 +159,7 @@ def test_dump_and_restore_loses_no_later_change(stack: Any, safe_worker: WorkerP
     converge(m, redis_client)
     dump = tmp_path / "dump.sql"
     with open(dump, "wb") as f:
-        subprocess.run(["mariadb-dump", *stack.mysql.client_argv()[1:], "--databases", "test", "gearsync"],
-                       stdout=f, check=True)
+        subprocess.run(stack.mysql.dump_argv("--databases", "test", "gearsync"), stdout=f, check=True)
     for i in range(30):
         execute(m, "UPDATE test.test_safe SET name = %s WHERE id = 1", (f"n{i}",))
     converge(m, redis_client)

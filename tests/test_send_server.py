@@ -1,7 +1,7 @@
-"""gearsync_send through the real MariaDB: triggers hand records to the library's one sender
-thread, which batches them into envelope jobs, keeps them until gearmand acknowledged them and
-re-sends them after a lost connection.  Records are counted by decoding the jobs with
-gearsync.envelope (the worker does not read envelopes yet).
+"""gearsync_send through the real server (MariaDB, or MySQL: GEARSYNC_TEST_SERVER): triggers
+hand records to the library's one sender thread, which batches them into envelope jobs, keeps
+them until gearmand acknowledged them and re-sends them after a lost connection. Records are
+counted by decoding the jobs with gearsync.envelope, no worker running.
 
 Each test uses a gearmand of its own (gman_servers_set is global to mysqld; it is set back to
 the session stack's gearmand afterwards). Speeds are printed (`pytest -s`), not asserted."""
@@ -40,7 +40,7 @@ TRIGGERS = {
 
 
 def client(stack: Stack, sql: str) -> float:
-    """Feed SQL to the `mariadb` command-line client; seconds it took."""
+    """Feed SQL to the server's command-line client (`mariadb` / `mysql`); seconds it took."""
     assert stack.mysql is not None
     t0 = time.perf_counter()
     res = subprocess.run(stack.mysql.client_argv(DB), input=sql.encode(), capture_output=True)

@@ -56,6 +56,18 @@ def test_udf_build_without_server_headers_names_libmariadbd_dev(
     assert "no server UDF headers" in err and "apt-get install -y libmariadbd-dev" in err
 
 
+def test_udf_build_takes_oracle_mysqls_header_layout(tmp_path: Path) -> None:
+    """Oracle's mysql_config has no pkgincludedir/server: its mysql.h includes
+    udf_registration_types.h from pkgincludedir (Debian's libmysqlclient-dev). The real build
+    against it runs in the MySQL image (make udf-mysql, make test-mysql)."""
+    (tmp_path / "include").mkdir()
+    (tmp_path / "include" / "udf_registration_types.h").write_text("/* UDF_ARGS, UDF_INIT */\n")
+    fake = tmp_path / "mysql_config"
+    fake.write_text(f"#!/bin/sh\necho {tmp_path / 'include'}\n")
+    fake.chmod(0o755)
+    udf_library.check_toolchain(str(fake))  # no UdfError: the headers are found
+
+
 def test_udf_build_without_libgearman_headers_names_libgearman_dev(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
     monkeypatch.setenv("CC", "cc -nostdinc")  # the real compiler, blind to /usr/include

@@ -1,8 +1,8 @@
-"""The UDF library inside a real mariadbd: every function through SQL, the nesting rule,
+"""The UDF library inside a real server (mariadbd, or MySQL's mysqld: GEARSYNC_TEST_SERVER): every function through SQL, the nesting rule,
 strict-mode triggers, failover between two gearmand, the circuit breaker, the config file
 across a server restart, and a concurrency test with mariadbd's RSS bound.
 
-These tests run their own MariaDB (module scope) whose plugin dir holds a copy of the
+These tests run their own server (module scope) whose plugin dir holds a copy of the
 library, so they can write its config file and restart it without disturbing the session
 stack.  Environment:
   GEARSYNC_SERVER_ASAN=1      load build/asan/gearsync_udf.so (make udf-asan) into mariadbd
@@ -30,10 +30,10 @@ from typing import Any, Iterator, List
 import pymysql
 import pytest
 
-from gearsync.testing.stack import Gearmand, MariaDB, free_port
+from gearsync.testing.stack import Gearmand, SqlServer, free_port, sql_server
 from gearsync.testing.processes import wait_for
 
-from helpers import REPO_ROOT
+from helpers import REPO_ROOT, SERVER
 from gearman_peers import CliWorker
 
 ASAN = os.environ.get("GEARSYNC_SERVER_ASAN") == "1"
@@ -88,28 +88,28 @@ def _asan_env() -> dict:
 
 
 @pytest.fixture(scope="module")
-def db(plugin_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[MariaDB]:
-    """A MariaDB of this module, every UDF registered by sql/install.sql."""
+def db(plugin_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[SqlServer]:
+    """A server of this module, every UDF registered by sql/install.sql."""
     if ASAN:
         (REPO_ROOT / ".run").mkdir(exist_ok=True)
     # A small buffer pool: it fills in the first round of the concurrency test, after
     # which InnoDB's memory stays put and mariadbd's RSS shows what the UDFs keep.
-    m = MariaDB(tmp_path_factory.mktemp("udfdb"), plugin_dir=plugin_dir, env=_asan_env(),
-                extra_args=["--innodb-buffer-pool-size=16M"])
+    m = sql_server(tmp_path_factory.mktemp("udfdb"), SERVER, plugin_dir=plugin_dir, env=_asan_env(),
+                   extra_args=["--innodb-buffer-pool-size=16M"])
     if ASAN:
         m.start_timeout = 180
     with m:
         m.source(REPO_ROOT / "sql" / "install.sql")
         m.execute("CREATE DATABASE IF NOT EXISTS udft")
         if ASAN:  # the sanitizer runtime and the instrumented library are really loaded
-            maps = Path(f"/proc/{m.proc.pid}/maps").read_text()
+            maps = Path(f"/proc/{m.pid}/maps").read_text()
             assert "libasan" in maps and str(plugin_dir / "gearsync_udf.so") in maps
         yield m
         assert m.running, "mariadbd died"
 
 
 @pytest.fixture
-def conn(db: MariaDB) -> Iterator[Any]:
+def conn(db: SqlServer) -> Iterator[Any]:
     c = db.connect(database="udft")
     yield c
     c.close()
@@ -160,7 +160,7 @@ EXPECTED = {
 }
 
 
-def test_install_registers_every_function(conn: Any, db: MariaDB) -> None:
+def test_install_registers_every_function(conn: Any, db: SqlServer) -> None:
     rows = {r[0]: (r[1], r[2]) for r in q(conn, "SELECT name, ret, type FROM mysql.func")}
     ret = {0: "str", 1: "real", 2: "int", 4: "decimal"}
     got = {k: (ret.get(v[0], v[0]), v[1]) for k, v in rows.items()}
@@ -329,9 +329,62 @@ def test_breaker_hung_gearmand_costs_microseconds(conn: Any, gm: Gearmand) -> No
     assert one(conn, "SELECT COUNT(*) FROM cb_t") == 402  # every write committed
 
 
+# ------------------------------------------------------------------ how a trigger calls a UDF
+
+#: _init calls for one 4-row INSERT whose AFTER INSERT trigger calls a UDF once per row: both
+#: servers set up the trigger's statements (and their UDFs) again for each row. The library
+#: keeps its Gearman connection per server thread for that reason (DESIGN.md).
+TRIGGER_INITS_PER_ROW = {"mariadb": 1, "mysql": 1}  # measured: MariaDB 10.11, MySQL 9.7.4
+
+
+def _probe(conn: Any, plugin_dir: Path) -> None:
+    """tests/udf_probe/init_probe.c built into the plugin dir and registered (once)."""
+    so = plugin_dir / "gs_init_probe.so"
+    if not so.exists():
+        subprocess.run(["cc", "-O2", "-shared", "-fPIC", "-fvisibility=hidden", "-o", str(so),
+                        str(REPO_ROOT / "tests" / "udf_probe" / "init_probe.c")], check=True)
+    for fn in ("gs_probe", "gs_probe_inits", "gs_probe_calls", "gs_probe_deinits"):
+        if not q(conn, "SELECT 1 FROM mysql.func WHERE name = %s", (fn,)):
+            q(conn, f"CREATE FUNCTION {fn} RETURNS INTEGER SONAME 'gs_init_probe.so'")
+
+
+def _counts(conn: Any) -> tuple[int, int, int]:
+    (row,) = q(conn, "SELECT gs_probe_inits(), gs_probe_calls(), gs_probe_deinits()")
+    return int(row[0]), int(row[1]), int(row[2])
+
+
+def test_a_trigger_runs_a_udfs_init_for_every_row(conn: Any, plugin_dir: Path) -> None:
+    _probe(conn, plugin_dir)
+    q(conn, "DROP TABLE IF EXISTS probe_t")
+    q(conn, "CREATE TABLE probe_t (id INT PRIMARY KEY) ENGINE=InnoDB")
+    q(conn, "CREATE TRIGGER probe_t_ai AFTER INSERT ON probe_t FOR EACH ROW DO gs_probe(NEW.id)")
+    before = _counts(conn)
+    q(conn, "INSERT INTO probe_t VALUES (1), (2), (3), (4)")
+    inits, calls, deinits = (a - b for a, b in zip(_counts(conn), before))
+    assert calls == 4 and deinits == inits
+    assert inits == 4 * TRIGGER_INITS_PER_ROW[SERVER], (SERVER, inits)
+    # a plain SELECT over the same 4 rows sets the function up once
+    before = _counts(conn)
+    assert q(conn, "SELECT SUM(gs_probe(id)) FROM probe_t") == [(0,)]
+    assert tuple(a - b for a, b in zip(_counts(conn), before)) == (1, 4, 1)
+
+
+def test_udf_arguments_arrive_in_the_columns_character_set(conn: Any) -> None:
+    """Neither server converts a string argument to a UDF (MySQL >= 8.0.19 converts only for a
+    UDF that asks through its mysql_udf_metadata service, which the library does not): a latin1
+    'é' arrives as the byte E9, not UTF-8, so JSON gets U+FFFD; CONVERT(… USING utf8mb4) fixes it."""
+    q(conn, "DROP TABLE IF EXISTS cs_t")
+    q(conn, "CREATE TABLE cs_t (id INT PRIMARY KEY, l1 VARCHAR(10) CHARACTER SET latin1, "
+            "u8 VARCHAR(10) CHARACTER SET utf8mb4, g VARCHAR(10) CHARACTER SET gbk)")
+    q(conn, "INSERT INTO cs_t VALUES (1, 'é', 'é', '中')")
+    assert one(conn, "SELECT udf_json_object(l1, u8, g) FROM cs_t") == '{"l1":"\\ufffd","u8":"é","g":"\\ufffd\\ufffd"}'
+    assert json.loads(one(conn, "SELECT udf_json_array(CONVERT(l1 USING utf8mb4), CONVERT(g USING utf8mb4)) "
+                                "FROM cs_t")) == ["é", "中"]
+
+
 # ------------------------------------------------------------------ config file + restart
 
-def test_server_list_survives_restart(db: MariaDB, plugin_dir: Path, gm: Gearmand) -> None:
+def test_server_list_survives_restart(db: SqlServer, plugin_dir: Path, gm: Gearmand) -> None:
     cnf = plugin_dir / "gearsync_udf.cnf"
     cnf.write_text(f"# written by test_server_list_survives_restart\nservers = {gm.address}\n"
                    "timeout_ms = 300\n")
@@ -541,7 +594,7 @@ def test_drop_every_function_then_create_again_leaks_no_thread_or_memory(db: Mar
 
 # ------------------------------------------------------------------ concurrency
 
-def test_concurrency_no_crash_no_deadlock_flat_rss(db: MariaDB, gm: Gearmand, gm2: Gearmand) -> None:
+def test_concurrency_no_crash_no_deadlock_flat_rss(db: SqlServer, gm: Gearmand, gm2: Gearmand) -> None:
     """16 connections of trigger-firing writes while another changes the server list."""
     setup = db.connect(database="udft")
     q(setup, "DROP TABLE IF EXISTS cc_t")
@@ -565,7 +618,8 @@ def test_concurrency_no_crash_no_deadlock_flat_rss(db: MariaDB, gm: Gearmand, gm
         q(setup, "CREATE TRIGGER cc_t_ad AFTER DELETE ON cc_t FOR EACH ROW "
                  "DO gman_do_low_background('ccdel', udf_json_values(OLD.id))")
     one(setup, "SELECT gman_servers_set(%s)", (f"{gm.address},{gm2.address}",))
-    pid = db.proc.pid
+    pid = db.pid
+    assert pid is not None
     conns, batch = 16, 50
     names = ["x", "ünïcødé \t\x01", "y" * 2000, '"quoted"\\', ""]
     rss: List[int] = []

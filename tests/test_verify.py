@@ -22,6 +22,7 @@ from gearsync.scan import TableReader
 from gearsync.schema import resolve
 from gearsync.verify import _reread
 from gearsync.versioned import ScriptRunner
+from gearsync.testing.sqlserver import numbers
 
 CONFIG = """
 [tables."gs_v.users"]
@@ -43,8 +44,8 @@ def gs_v(mysql: Any, redis_client: Any, tmp_path: Path, stack: Any) -> Iterator[
         cur.execute("CREATE DATABASE gs_v")
         cur.execute("CREATE TABLE gs_v.users (id INT PRIMARY KEY, name VARCHAR(50), secret VARCHAR(50))")
         cur.execute("CREATE TABLE gs_v.prefs (id INT PRIMARY KEY, color VARCHAR(10), size INT)")
-        cur.execute("INSERT INTO gs_v.users SELECT seq, CONCAT('u', seq), 'x' FROM gs_v.seq_1_to_300")
-        cur.execute("INSERT INTO gs_v.prefs SELECT seq, 'red', seq FROM gs_v.seq_1_to_50")
+        cur.execute("INSERT INTO gs_v.users SELECT seq, CONCAT('u', seq), 'x' FROM " + numbers(300))
+        cur.execute("INSERT INTO gs_v.prefs SELECT seq, 'red', seq FROM " + numbers(50))
     cfg_file = tmp_path / "gearsync.toml"
     cfg_file.write_text(f"[mysql]\nurl = \"{stack.mysql_url}\"\n[redis]\nurl = \"{stack.redis_url}\"\n" + CONFIG)
     bf.backfill(load(cfg_file), progress=False)

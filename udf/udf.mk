@@ -34,14 +34,16 @@ UDF_SO := $(BUILD)/gearsync_udf.so
 # mysql_config is asked only when a compile runs, once per make (the eval memoises it): on a
 # fresh machine it is installed by `make setup`, after this file was parsed.  MariaDB keeps
 # the server's UDF structs in $(pkgincludedir)/server (libmariadbd-dev); Oracle MySQL's public
-# headers carry them (mysql/udf_registration_types.h).
+# headers carry them: mysql.h includes udf_registration_types.h, which Debian's
+# libmysqlclient-dev installs as $(pkgincludedir)/udf_registration_types.h (MySQL 8.0 and
+# later; /usr/include/mysql, pkgincludedir, has no server/ there).
 UDF_MYSQL_INCLUDES = $(eval UDF_MYSQL_INCLUDES := $(call udf_mysql_includes))$(UDF_MYSQL_INCLUDES)
 udf_mysql_includes = $(if $(shell command -v $(MYSQL_CONFIG) 2>/dev/null),\
 	$(call udf_server_includes,$(shell $(MYSQL_CONFIG) --variable=pkgincludedir)) $(shell $(MYSQL_CONFIG) --include),\
 	$(error $(MYSQL_CONFIG) not found: run `make setup` (Debian: libmariadb-dev libmariadbd-dev), or pass MYSQL_CONFIG=/path/to/mysql_config))
 udf_server_includes = $(if $(wildcard $(1)/server/mysql_com.h),-I$(1)/server,\
-	$(if $(wildcard $(1)/mysql/udf_registration_types.h),,\
-	$(error no server UDF headers under '$(1)' ($(MYSQL_CONFIG) --variable=pkgincludedir): install libmariadbd-dev (run `make setup`))))
+	$(if $(wildcard $(1)/udf_registration_types.h $(1)/mysql/udf_registration_types.h),,\
+	$(error no server UDF headers under '$(1)' ($(MYSQL_CONFIG) --variable=pkgincludedir): install libmariadbd-dev, or for MySQL libmysqlclient-dev (run `make setup`))))
 UDF_CPPFLAGS = $(UDF_MYSQL_INCLUDES) -DGEARSYNC_VERSION=\"$(or $(VERSION),$(error no gearsync version: \
 	neither gearsync/__init__.py next to $(UDF_MK_DIR)/ nor VERSION=... given))\" -D_GNU_SOURCE
 UDF_CFLAGS := -std=gnu11 -O2 -g -fPIC -fvisibility=hidden -Wall -Wextra \

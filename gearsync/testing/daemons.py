@@ -18,24 +18,39 @@ import time
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
-__all__ = ["Daemon", "RedisServer", "Gearmand", "free_port", "StackError"]
+__all__ = ["Daemon", "RedisServer", "Gearmand", "free_port", "StackError", "which"]
 
 
 class StackError(RuntimeError):
     """A daemon did not start; the message names its log file."""
 
 
+_HANDED_OUT: set[int] = set()
+
+
 def free_port() -> int:
-    """A TCP port that was free on 127.0.0.1 a moment ago."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+    """A TCP port that was free on 127.0.0.1 a moment ago, and not one this process handed out
+    before: the kernel hands the same free port out again often enough (1 in 2,000 calls in a
+    row here) that two daemons of one stack, given ports before either listens, collided."""
+    for _ in range(100):
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+            s.bind(("127.0.0.1", 0))
+            port = int(s.getsockname()[1])
+        if port not in _HANDED_OUT:
+            break
+    _HANDED_OUT.add(port)
+    return port
 
 
 def _port_open(port: int, host: str = "127.0.0.1") -> bool:
     with contextlib.suppress(OSError), socket.create_connection((host, port), timeout=0.2):
         return True
     return False
+
+
+def which(*names: str) -> str:
+    """The path of the first of ``names`` installed (also looked for in /usr/sbin, /usr/bin)."""
+    return _which(*names)
 
 
 def _which(*names: str) -> str:
@@ -83,6 +98,18 @@ class Daemon:
     def running(self) -> bool:
         return self.proc is not None and self.proc.poll() is None
 
+    @property
+    def pid(self) -> int | None:
+        """The server process's pid on this host (what pause, resume and kill signal, and whose
+        memory a test reads); None when it is not running. For a daemon in a container it is not
+        the pid of the child process that runs the container."""
+        return self.proc.pid if self.running else None  # type: ignore[union-attr]
+
+    def _signal(self, sig: int) -> None:
+        pid = self.pid
+        if pid is not None:
+            os.kill(pid, sig)
+
     def start(self) -> "Daemon":
         if self.running:
             return self
@@ -118,10 +145,11 @@ class Daemon:
             return
         if self.proc.poll() is None:
             self.resume()
-            self.proc.terminate()
+            self._signal(signal.SIGTERM)
             try:
                 self.proc.wait(timeout)
             except subprocess.TimeoutExpired:
+                self._signal(signal.SIGKILL)
                 self.proc.kill()
                 self.proc.wait()
         self.proc = None
@@ -132,7 +160,7 @@ class Daemon:
         if self.proc is None:
             return
         if self.proc.poll() is None:
-            self.proc.kill()
+            self._signal(signal.SIGKILL)
             self.proc.wait()
         self.proc = None
         self._wait_port_closed()
@@ -144,21 +172,19 @@ class Daemon:
     def pause(self) -> None:
         """SIGSTOP: the port stays open but nothing answers (a hung server). Returns once the
         kernel shows the process stopped (kill() is asynchronous)."""
-        if self.running:
-            assert self.proc is not None
-            os.kill(self.proc.pid, signal.SIGSTOP)
+        pid = self.pid
+        if pid is not None:
+            os.kill(pid, signal.SIGSTOP)
             deadline = time.monotonic() + 5
             while time.monotonic() < deadline:
-                with open(f"/proc/{self.proc.pid}/stat") as f:
+                with open(f"/proc/{pid}/stat") as f:
                     if f.read().rsplit(")", 1)[1].split()[0] == "T":
                         return
                 time.sleep(0.005)
             raise StackError(f"{self.name} did not stop after SIGSTOP")
 
     def resume(self) -> None:
-        if self.running:
-            assert self.proc is not None
-            os.kill(self.proc.pid, signal.SIGCONT)
+        self._signal(signal.SIGCONT)
 
     def _wait_port_closed(self, timeout: float = 5.0) -> None:
         deadline = time.monotonic() + timeout
@@ -173,13 +199,21 @@ class Daemon:
 
 
 class RedisServer(Daemon):
+    """``redis-server`` without persistence; ``args`` are more of its options (e.g.
+    ``["--replicaof", "127.0.0.1", "6380"]`` or the cluster options of gearsync.testing.redis_cluster)."""
+
     name = "redis"
+
+    def __init__(self, workdir: Path, port: int | None = None, env: Mapping[str, str] | None = None,
+                 args: Sequence[str] = ()) -> None:
+        super().__init__(workdir, port, env=env)
+        self.args = list(args)
 
     def argv(self) -> list[str]:
         return [
             _which("redis-server"), "--port", str(self.port), "--bind", self.host,
             "--save", "", "--appendonly", "no", "--dir", str(self.workdir),
-            "--daemonize", "no", "--protected-mode", "no", "--loglevel", "warning",
+            "--daemonize", "no", "--protected-mode", "no", "--loglevel", "warning", *self.args,
         ]
 
     @property

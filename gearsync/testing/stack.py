@@ -3,7 +3,7 @@
 Each daemon runs in the foreground as a child process, listens on a free loopback port and
 keeps its data under a directory of its own, so nothing here touches a system database.
 
-    with Stack(plugin_dir="build") as stack:
+    with Stack(plugin_dir="build") as stack:        # server="mysql": Oracle MySQL in a container
         stack.mysql.execute("SELECT 1")
         stack.redis_url, stack.gearman_servers, stack.mysql_url
 
@@ -18,18 +18,30 @@ import os
 import shutil
 import tempfile
 from pathlib import Path
-from typing import Iterator
+from typing import Any, Iterator
 
 from gearsync.resources import sql_path
 
 from .daemons import Daemon, Gearmand, RedisServer, StackError, free_port
 from .mariadb import MariaDB
+from .mysql import MySQL
+from .sqlserver import SqlServer, server_name
 
-__all__ = ["Daemon", "RedisServer", "Gearmand", "MariaDB", "Stack", "free_port", "StackError"]
+__all__ = ["Daemon", "RedisServer", "Gearmand", "MariaDB", "MySQL", "SqlServer", "Stack", "free_port",
+           "StackError", "sql_server"]
+
+
+def sql_server(workdir: str | os.PathLike[str], server: str | None = None, **kwargs: Any) -> SqlServer:
+    """A throwaway database server of kind ``server`` (``mariadb`` / ``mysql``; default
+    ``$GEARSYNC_TEST_SERVER``, else ``mariadb``) under ``workdir``; ``kwargs`` as for
+    :class:`MariaDB`. Not started."""
+    cls = MySQL if server_name(server) == "mysql" else MariaDB
+    return cls(Path(workdir), **kwargs)
 
 
 class Stack:
-    """MariaDB + gearmand + Redis, started together under one directory."""
+    """A database server (MariaDB, or MySQL: ``server``) + gearmand + Redis, started together
+    under one directory."""
 
     def __init__(
         self,
@@ -37,16 +49,19 @@ class Stack:
         plugin_dir: str | os.PathLike[str] | None = None,
         mysql: bool = True,
         durable: bool = False,
+        server: str | None = None,
     ) -> None:
         self._tmp = None if base_dir else tempfile.mkdtemp(prefix="gearsync-stack-")
         self.base_dir = Path(base_dir or self._tmp)  # type: ignore[arg-type]
         self.redis = RedisServer(self.base_dir / "redis")
         self.gearmand = Gearmand(self.base_dir / "gearmand")
+        self.server = server_name(server)
         # The UDFs send to this stack's gearmand from the start; tests may still move them
         # (lock = off).
-        self.mysql: MariaDB | None = (
-            MariaDB(self.base_dir / "mariadb", plugin_dir=plugin_dir, durable=durable,
-                    udf_config={"servers": self.gearmand.address, "lock": "off"}) if mysql else None
+        self.mysql: SqlServer | None = (
+            sql_server(self.base_dir / self.server, self.server, plugin_dir=plugin_dir, durable=durable,
+                       udf_config={"servers": self.gearmand.address, "lock": "off"})
+            if mysql else None
         )
 
     @property
