@@ -21,6 +21,7 @@ from gearsync.config import load
 from gearsync.redis_clients import sync_client
 from gearsync.testing.processes import WorkerProcess, wait_for
 from gearsync.testing.redis_cluster import RedisCluster
+from gearsync.testing.sqlserver import numbers
 from gearsync.testing.stack import free_port
 
 from helpers import execute, outbox_size, redis_state
@@ -35,7 +36,7 @@ def items(mysql: Any) -> Iterator[Any]:
         cur.execute("DROP DATABASE IF EXISTS gs_m")
         cur.execute("CREATE DATABASE gs_m")
         cur.execute("CREATE TABLE gs_m.items (id INT PRIMARY KEY, name VARCHAR(50))")
-        cur.execute(f"INSERT INTO gs_m.items SELECT seq, CONCAT('i', seq) FROM gs_m.seq_1_to_{ROWS}")
+        cur.execute(f"INSERT INTO gs_m.items SELECT seq, CONCAT('i', seq) FROM {numbers(ROWS)}")
         cur.execute("DELETE FROM gearsync.outbox")
     yield mysql
     with mysql.cursor() as cur:
