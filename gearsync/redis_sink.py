@@ -25,7 +25,7 @@ from .keys import key_slot
 from .redis_batch import Pipe
 from .redis_clients import async_client
 from .redis_errors import SinkUnavailable, dead_letter_entry, retryable, until_written
-from .versioned import CHUNK, LUA, script_args
+from .versioned import CHUNK, LUA, answers, pack_call
 
 __all__ = ["RedisSink", "SinkUnavailable", "until_written", "retryable", "dead_letter_entry"]
 
@@ -106,10 +106,9 @@ class RedisSink:
         return [(slot, g[i:i + CHUNK]) for slot, g in self.pipe.group(changes, key=lambda c: c.key)
                 for i in range(0, len(g), CHUNK)]
 
-    def _evalsha(self, changes: Sequence[VersionedChange], ttl: int, mode: str) -> tuple[Any, ...]:
+    def _evalsha(self, changes: Sequence[VersionedChange], ttl: int, mode: str) -> bytes:
         assert self._sha is not None
-        keys, argv = script_args(changes, ttl, mode, tagged=self.cluster)
-        return ("EVALSHA", self._sha, len(keys), *keys, *argv)
+        return pack_call(self._sha.encode(), changes, ttl, mode, tagged=self.cluster)
 
     async def apply_versioned(self, changes: Sequence[VersionedChange],
                               tombstone_ttl: int = DEFAULT_TOMBSTONE_TTL, mode: str = "v") -> list[Any]:
@@ -152,7 +151,7 @@ class RedisSink:
             if isinstance(reply, Exception):  # a change of this call can never be written: find which
                 results = await self._one_by_one([changes[i] for i in idx], ttl, mode)
             else:
-                results = [int(x) for x in reply]
+                results = answers(reply)
             for i, r in zip(idx, results):
                 out[i] = r
         return out
@@ -178,7 +177,7 @@ class RedisSink:
         for r in replies:
             if isinstance(r, Exception) and retryable(r):
                 raise SinkUnavailable(f"{type(r).__name__}: {r}")
-            out.append(r if isinstance(r, Exception) else int(r[0]))
+            out.append(r if isinstance(r, Exception) else answers(r)[0])
         return out
 
     async def apply_changes(self, changes: Sequence[Change], versions: Sequence[int],

@@ -27,7 +27,8 @@
 -- ZREM the old key and member), then places the new one and records it; a row that places
 -- nothing keeps only its version, which expires after tombstone_ttl_seconds. A stream op adds
 -- one entry (XADD key MAXLEN ~ maxlen * op … key … version …[ row …]) and records its id.
--- Returns one integer per change: 1 applied, 0 skipped (an equal or newer version is stored),
+-- Returns one digit per change, as one string (an array of integers cost the worker a parsed
+-- reply element per change): 1 applied, 0 skipped (an equal or newer version is stored),
 -- 2 refused because the stored version is not a number (only this key; `gearsync verify
 -- --repair` resets such a version), 3 refused because the
 -- key is under the reserved prefix "gearsync:" (versions, tombstones, checkpoints).
@@ -162,4 +163,4 @@ for i = 1, #KEYS / 2 do
     out[i] = 1
   end
 end
-return out
+return table.concat(out)

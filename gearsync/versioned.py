@@ -25,7 +25,7 @@ from .constants import DEFAULT_TOMBSTONE_TTL
 from .keys import key_slot, version_key
 from .redis_clients import is_cluster
 
-__all__ = ["LUA", "CHUNK", "MODES", "vkey", "script_args", "pack_call", "ScriptRunner", "STALE", "APPLIED", "CORRUPT",
+__all__ = ["LUA", "CHUNK", "MODES", "answers", "vkey", "script_args", "pack_call", "ScriptRunner", "STALE", "APPLIED", "CORRUPT",
            "RESERVED"]
 
 LUA = resources.files(__package__).joinpath("versioned.lua").read_text(encoding="utf-8")
@@ -34,6 +34,11 @@ CHUNK = 256
 MODES = ("v", "nx", "cas", "w")
 #: The script's answer per change.
 STALE, APPLIED, CORRUPT, RESERVED = 0, 1, 2, 3
+
+
+def answers(reply: bytes | str) -> list[int]:
+    """The script's reply (one digit per change) as :data:`APPLIED` … :data:`RESERVED`."""
+    return [d - 48 for d in (reply.encode() if isinstance(reply, str) else reply)]
 
 
 def _version(c: VersionedChange, mode: str) -> bytes:
@@ -169,7 +174,7 @@ class ScriptRunner:
         answered (a script forgotten by a restarted Redis is loaded again and the calls re-sent
         once)."""
         sent, changes, mode, extra = handle
-        answers: list[int] = [0] * len(changes)  # a cluster answers per node: put them in order
+        out: list[int] = [0] * len(changes)  # a cluster answers per node: put them in order
         errors: list[Exception] = []
         redo: list[list[int]] = []
         for pool, conn, n, calls in sent:
@@ -191,8 +196,8 @@ class ScriptRunner:
                 elif isinstance(reply, Exception):
                     errors.append(reply)
                 else:
-                    for i, x in zip(call, reply):
-                        answers[i] = int(x)
+                    for i, x in zip(call, answers(reply)):
+                        out[i] = x
             errors += [r for r in replies[len(calls):] if isinstance(r, Exception)]
         if errors:
             if retry and all(isinstance(e, NoScriptError) for e in errors):
@@ -202,12 +207,12 @@ class ScriptRunner:
         for call in redo:  # through the cluster client, which follows MOVED and ASK
             keys, argv = script_args([changes[i] for i in call], self.ttl, mode, tagged=True)
             reply = self.redis.execute_command("EVALSHA", self.sha, len(keys), *keys, *argv)
-            for i, x in zip(call, reply):
-                answers[i] = int(x)
+            for i, x in zip(call, answers(reply)):
+                out[i] = x
         if self.cluster:
             for cmd in extra:
                 self.redis.execute_command(*cmd)
-        return answers
+        return out
 
     def run(self, changes: Sequence[VersionedChange], mode: str, extra: Sequence[Sequence[Any]] = ()
             ) -> list[int]:

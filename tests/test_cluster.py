@@ -23,6 +23,7 @@ from gearsync.redis_errors import SinkUnavailable
 from gearsync.redis_sink import RedisSink
 from gearsync.testing.processes import WorkerProcess, wait_for
 from gearsync.testing.redis_cluster import RedisCluster
+from gearsync.testing.sqlserver import numbers
 
 from helpers import converge, execute, redis_state
 from streams import NEVER
@@ -90,8 +91,8 @@ def gs_c(mysql: Any, cluster: RedisCluster, stack: Any, tmp_path: Path) -> Itera
         cur.execute("CREATE DATABASE gs_c")
         cur.execute("CREATE TABLE gs_c.users (id INT PRIMARY KEY, name VARCHAR(50))")
         cur.execute("CREATE TABLE gs_c.carts (id INT PRIMARY KEY, items VARCHAR(50))")
-        cur.execute("INSERT INTO gs_c.users SELECT seq, CONCAT('u', seq) FROM gs_c.seq_1_to_2000")
-        cur.execute("INSERT INTO gs_c.carts SELECT seq, CONCAT('i', seq) FROM gs_c.seq_1_to_500")
+        cur.execute(f"INSERT INTO gs_c.users SELECT seq, CONCAT('u', seq) FROM {numbers(2000)}")
+        cur.execute(f"INSERT INTO gs_c.carts SELECT seq, CONCAT('i', seq) FROM {numbers(500)}")
         cur.execute("DELETE FROM gearsync.outbox")
     cfg = tmp_path / "gearsync.toml"
     cfg.write_text(f'[mysql]\nurl = "{stack.mysql_url}"\n[redis]\nurl = "{cluster.url}"\n'

@@ -52,6 +52,10 @@ class WorkerProcess:
         self.proc: subprocess.Popen[bytes] | None = None
 
     def start(self, ready_timeout: float = 15.0) -> "WorkerProcess":
+        """Start the worker; with ``gearmand`` given, return once gearmand counts one more
+        worker for ``function`` than before (other workers may already be registered)."""
+        g = self.gearmand
+        before = g.status().get(self.function, (0, 0, 0))[2] if g is not None else 0
         out = open(self.log_path, "ab") if self.log_path else subprocess.DEVNULL
         try:
             self.proc = subprocess.Popen(
@@ -62,9 +66,8 @@ class WorkerProcess:
         finally:
             if out is not subprocess.DEVNULL:
                 out.close()  # type: ignore[union-attr]
-        if self.gearmand is not None:
-            g = self.gearmand
-            wait_for(lambda: self._dead() or g.status().get(self.function, (0, 0, 0))[2] > 0,
+        if g is not None:
+            wait_for(lambda: self._dead() or g.status().get(self.function, (0, 0, 0))[2] > before,
                      ready_timeout, 0.05, f"worker registered for {self.function}")
             if self._dead():
                 raise RuntimeError(f"gearsync worker exited with {self.returncode}:\n{self.output()}")
