@@ -132,9 +132,12 @@ def test_trigger_20000_rows_reach_gearmand_in_batches(own) -> None:
           f"gearsync_send trigger {N_BULK / piped:,.0f} rows/s ({plain / piped:.2f}x); "
           f"{jobs} jobs ({N_BULK / jobs:.0f} records per job)")
     # A bulk statement pays a fraction of a job per row. How large a fraction depends on timing
-    # (one batch in flight: a batch holds the rows that came during gearmand's last answer);
-    # 8 to 45 records per job were seen on this 2-core machine, loaded or not.
-    assert jobs <= N_BULK // 5
+    # (one batch in flight: a batch holds the rows that came during gearmand's last answer, so
+    # a slower trigger makes smaller batches): on this 2-core machine 8 to 45 records per job
+    # were seen with MariaDB, 2.4 to 11 with MySQL (its trigger runs at 0.33-0.41x against
+    # MariaDB's 0.5x). Full batches are checked where the timing is known:
+    # test_gearmand_down_writes_commit_fast_and_rows_arrive_later.
+    assert jobs <= N_BULK // 2
 
 
 def test_trigger_payload_byte_exact(own) -> None:
@@ -168,7 +171,11 @@ def test_gearmand_down_writes_commit_fast_and_rows_arrive_later(own, tmp_path: P
     assert cur.fetchone()[0] == 2000  # waited the 250 ms timeout: all still queued
     with late:
         assert flushed(cur)
-        assert sorted(int(p) for _, p in records(late, b"fn_ids")[1]) == list(range(2000))
+        jobs = grab_all(late, b"fn_ids")
+        sizes = [len(decode(b"fn_ids", w, None)) for _, w in jobs]
+        assert sorted(int(p) for _, w in jobs for _, p in decode(b"fn_ids", w, None)) == list(range(2000))
+    # all of them were queued when gearmand came up: full batches (at most 256 records each)
+    assert max(sizes) == 256 and len(jobs) <= 10, sizes
 
 
 def test_one_connection_gearmand_restart_then_ten_inserts_every_row_arrives(own) -> None:
