@@ -191,6 +191,12 @@ class TableApplier:
         unique = sorted(set(ids))
         try:
             rows = await self._db(self._claim_and_read, unique)
+        except RowsBusy as e:  # a deadlock (with a writer, or a DDL's metadata lock): claim rolled back
+            log.info("outbox claim gave way (%s); %d doorbells tried again in 0.05 s", e, len(good))
+            await asyncio.sleep(0.05)
+            self._jobs.extend(good)
+            self._wake.set()
+            return
         except OutboxError as e:
             self.db_errors += 1
             log.warning("outbox unreachable (%s): %d jobs completed, the sweeper applies their rows later",

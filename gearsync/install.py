@@ -23,7 +23,8 @@ from .constants import DEFAULT_REDIS_URL
 from .modules import require_modules
 from .redis_clients import sync_client
 from .schema import ResolvedTable, resolve
-from .triggers import direct_triggers, drop_triggers, render_script, safe_triggers
+from .quoting import qualified
+from .triggers import direct_triggers, drop_triggers, render_script, safe_triggers, trigger_names
 
 __all__ = ["table_statements", "config_statements", "install", "uninstall", "triggers_script", "check_udfs",
            "Installed"]
@@ -63,8 +64,48 @@ def triggers_script(cfg: Config, conn: Any, mode: str | None = None) -> str:
     for rt in resolve(cfg, conn):
         out.append(_comment(f"-- {rt.cfg.display}: {mode or rt.cfg.mode} mode, key {rt.cfg.key}, "
                             f"value {rt.cfg.value}"))
-        out.append(render_script(table_statements(rt, mode)))
+        out.append(render_script([_lock(rt), *table_statements(rt, mode), "UNLOCK TABLES"]))
     return "\n".join(out)
+
+
+def _lock(rt: ResolvedTable) -> str:
+    """Write-locks the table while its triggers are replaced: a write waits a moment instead of
+    falling between the old triggers and the new (it would fire none and never arrive)."""
+    return f"LOCK TABLES {qualified(rt.cfg.schema, rt.cfg.table)} WRITE"
+
+
+def _lockable(conn: Any, rt: ResolvedTable) -> bool:
+    """Whether this login may :func:`_lock` the table (tried and released at once). Where it may
+    not, creating triggers on a table that has none of ours is still fine (no write can fall
+    between); replacing live ones is a ConfigError, raised before anything is created."""
+    with conn.cursor() as cur:
+        try:
+            cur.execute(_lock(rt))
+        except Exception as e:
+            cur.execute("SELECT COUNT(*) FROM information_schema.triggers WHERE event_object_schema = %s "
+                        "AND event_object_table = %s AND trigger_name IN %s",
+                        (rt.cfg.schema, rt.cfg.table, tuple(trigger_names(rt.cfg.table).values())))
+            if cur.fetchone()[0]:
+                raise ConfigError(f"{rt.cfg.display}: cannot lock the table to replace its triggers "
+                                  f"({type(e).__name__}: {e}); without the lock a write made while they are "
+                                  "replaced would fire none and never arrive: grant this login LOCK TABLES on "
+                                  f"`{rt.cfg.schema}`, or run install as a login that has it") from None
+            return False
+        cur.execute("UNLOCK TABLES")
+        return True
+
+
+def _replace_triggers(conn: Any, rt: ResolvedTable, statements: Sequence[str], lock: bool) -> None:
+    """Run one table's DROP/CREATE TRIGGER statements, under :func:`_lock` when ``lock``."""
+    with conn.cursor() as cur:
+        if lock:
+            cur.execute(_lock(rt))
+        try:
+            for s in statements:
+                cur.execute(s)
+        finally:
+            if lock:
+                cur.execute("UNLOCK TABLES")
 
 
 def check_udfs(conn: Any) -> str:
@@ -120,19 +161,19 @@ def install(cfg: Config, conn: Any, mode: str | None = None, *, redis_url: str |
     registered, Redis has the modules the config needs (``redis_url``, else the config's), and
     the outbox exists with every column the triggers write (created or upgraded if not).
     Tables without transactions and tables changed by cascading foreign keys are reported in
-    ``warnings``."""
+    ``warnings``. A table's triggers are replaced with the table write-locked (writers wait a
+    few milliseconds; none falls between the old triggers and the new)."""
     tables = resolve(cfg, conn)
     check_redis(cfg, redis_url)
     check_udfs(conn)
+    locks = [_lockable(conn, rt) for rt in tables]
     try:
         done = outbox.ensure(conn)
     except Exception as e:
         raise ConfigError(f"cannot create or upgrade the outbox gearsync.outbox ({type(e).__name__}: {e}): "
                           "run sql/install.sql as root, or grant this login CREATE and ALTER on `gearsync`") from None
-    stmts = config_statements(tables, mode)
-    with conn.cursor() as cur:
-        for s in stmts:
-            cur.execute(s)
+    for rt, lock in zip(tables, locks):
+        _replace_triggers(conn, rt, table_statements(rt, mode), lock)
     for rt in tables:
         outbox.record_installed(conn, rt.name, mode or rt.cfg.mode, rt.primary_key)
     names = [rt.name for rt in tables]

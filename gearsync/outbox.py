@@ -294,9 +294,11 @@ class Outbox:
             _quietly(cur.close)
 
     def stats(self) -> tuple[int, float | None]:
-        """(rows in the outbox, age in seconds of the oldest one or None). Consistent read, no locks."""
+        """(rows in the outbox, age in seconds of the oldest one or None). Consistent read, no locks.
+        Fails (OutboxError) when the outbox lacks a column the triggers and the worker use."""
         cur = self._cursor()
         try:
+            cur.execute(f"SELECT {_COLUMNS} FROM {_OUTBOX} LIMIT 0")
             cur.execute("SELECT COUNT(*), TIMESTAMPDIFF(MICROSECOND, MIN(`created`), NOW(6)) "
                         f"FROM {_OUTBOX}")
             count, age = cur.fetchone()

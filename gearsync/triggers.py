@@ -34,6 +34,26 @@ __all__ = ["safe_triggers", "direct_triggers", "drop_triggers", "trigger_names",
 #: UDFs that can ring gearmand from a safe-mode trigger.
 DOORBELLS = ("gman_do_background", "gearsync_send")
 
+#: Errors a gearsync function called by a trigger raises when it was dropped by hand or
+#: cannot be loaded (1305, 1122, 1123, 1126, 1128).
+FUNCTION_ERRORS = (1305, 1122, 1123, 1126, 1128)
+#: Errors of the outbox INSERT when a DBA changed gearsync's own tables under the triggers:
+#: the outbox or its database dropped (1146, 1049), a column of it dropped, renamed or retyped
+#: (1054, 1136, 1364, 1048, 1366, 1406, 1264, 1265, 1292), the definer's INSERT privilege on
+#: it revoked (1142, 1143), a unique index added or its ids exhausted (1062, 167), the table
+#: full (1114). Never lock waits or deadlocks: they can abort more than the statement, and a
+#: trigger that went on after them would report a write the transaction no longer holds.
+OUTBOX_ERRORS = (1146, 1049, 1054, 1136, 1364, 1048, 1366, 1406, 1264, 1265, 1292, 1142, 1143, 1062, 167, 1114,
+                 *FUNCTION_ERRORS)
+#: The trigger's local flag (a name no column will have: a local variable hides a column).
+LOST = "gearsync__lost"
+
+
+def _guard(errors: Sequence[int]) -> str:
+    """The head of a trigger body: its flag and the handler that sets it (the write goes on)."""
+    return (f"  DECLARE {LOST} INT DEFAULT 0;\n"
+            f"  DECLARE CONTINUE HANDLER FOR {', '.join(map(str, errors))} SET {LOST} = 1;\n")
+
 
 def trigger_names(table: str) -> dict[str, str]:
     """op → trigger name (``<table>_gearsync_ai`` / ``_au`` / ``_ad``)."""
@@ -84,15 +104,15 @@ def _check(doorbell: str, key_columns: Sequence[str], value_columns: Sequence[st
         raise ValueError("at least one value column is needed")
 
 
-def _triggers(schema: str, table: str, bodies: dict[str, str]) -> list[str]:
-    """DROP + CREATE of each op's AFTER trigger with its body."""
+def _triggers(schema: str, table: str, bodies: dict[str, str], head: str = "") -> list[str]:
+    """DROP + CREATE of each op's AFTER trigger with its body (after ``head``: declarations)."""
     out: list[str] = []
     target = _qualified(schema, table)
     names = trigger_names(table)
     for op, body in bodies.items():
         q = _qualified(schema, names[op])
         out.append(f"DROP TRIGGER IF EXISTS {q}")
-        out.append(f"CREATE TRIGGER {q} AFTER {op.upper()} ON {target} FOR EACH ROW\nBEGIN\n{body}END")
+        out.append(f"CREATE TRIGGER {q} AFTER {op.upper()} ON {target} FOR EACH ROW\nBEGIN\n{head}{body}END")
     return out
 
 
@@ -113,6 +133,7 @@ def safe_triggers(
     key_prefix: str | None = None,
     *,
     function: str = SAFE_FUNCTION,
+    fallback: str = DIRECT_FUNCTION,
     outbox: tuple[str, str] = (OUTBOX_SCHEMA, OUTBOX_TABLE),
     doorbell: str = "gearsync_send",
     key_template: str | None = None,
@@ -132,7 +153,14 @@ def safe_triggers(
     (a config key such as ``order:{shop_id}:{id}``) replaces ``key_prefix`` + the key columns
     joined by ``:``. ``doorbell``: ``gman_do_background`` waits for gearmand's ack (a round
     trip per row); ``gearsync_send`` does not and loses nothing here (a lost doorbell only
-    leaves the row to the sweeper). Feed the list to a DB-API cursor one statement at a time,
+    leaves the row to the sweeper).
+
+    An outbox INSERT that fails because gearsync's own tables were changed under the trigger
+    (:data:`OUTBOX_ERRORS`: the outbox dropped, altered, its privilege revoked) does not fail
+    the application's write: with ``pk`` the change is sent instead as a direct-mode job
+    (``fallback``, naming the row like :func:`direct_triggers`), so it still arrives — with
+    direct mode's exposure — while ``gearsync status`` reports the outbox broken; without
+    ``pk`` it is lost. Feed the list to a DB-API cursor one statement at a time,
     or :func:`render_script` it for the mysql client.
     """
     _check(doorbell, key_columns, value_columns, pk)
@@ -154,15 +182,30 @@ def safe_triggers(
         still_there = _old_row_still_there(key_columns)
 
     def insert(key: str, old: str, op: str, row: str, indent: str = "  ") -> str:
-        return (f"{indent}INSERT INTO {cols}\n{indent}  VALUES ({source}, {key}, {old}, '{op}', {row}, "
-                f"gearsync_seq());\n{indent}{ring.lstrip()}")
+        add = (f"{indent}INSERT INTO {cols}\n{indent}  VALUES ({source}, {key}, {old}, '{op}', {row}, "
+               f"gearsync_seq());\n")
+        if not pk:
+            return add + f"{indent}{ring.lstrip()}"
+        # the outbox refused the row (see OUTBOX_ERRORS): the change goes as a direct-mode job
+        # naming the row instead, and the application's write goes on
+        return (add + f"{indent}IF {LOST} = 0 THEN\n{indent}{ring}{indent}ELSE\n"
+                f"{_direct_job(doorbell, fallback, source, op, key, old, 'NULL' if op == 'delete' else row, indent + '  ')}"
+                f"{indent}END IF;\n")
 
     return _triggers(schema, table, {
         "insert": insert(new_key, "NULL", "insert", new_row),
         "update": _update(target, new_key, old_key, still_there, insert(new_key, "NULL", "update", new_row, "    "),
                           insert(new_key, old_key, "update", new_row, "    ")),
         "delete": insert(old_key, "NULL", "delete", "NULL"),
-    })
+    }, _guard(OUTBOX_ERRORS))
+
+
+def _direct_job(doorbell: str, function: str, source: str, op: str, key: str, old: str, row: str,
+                indent: str) -> str:
+    """The statement sending one direct-mode job naming a changed row (see :func:`direct_triggers`)."""
+    old_hex = "NULL" if old == "NULL" else f"HEX({old})"
+    return (f"{indent}DO {doorbell}({quote_string(function)}, JSON_OBJECT('s', {source}, 'o', '{op}', "
+            f"'k', HEX({key}), 'ok', {old_hex}, 'pk', {row}));\n")
 
 
 def _old_row_still_there(key_columns: Sequence[str]) -> str:
@@ -199,9 +242,7 @@ def direct_triggers(
     new_key, old_key = key_expr("NEW", key_template), key_expr("OLD", key_template)
 
     def send(op: str, key: str, old: str, row: str, indent: str = "  ") -> str:
-        old_hex = "NULL" if old == "NULL" else f"HEX({old})"
-        return (f"{indent}DO {doorbell}({quote_string(function)}, JSON_OBJECT('s', {source}, 'o', '{op}', "
-                f"'k', HEX({key}), 'ok', {old_hex}, 'pk', {row}));\n")
+        return _direct_job(doorbell, function, source, op, key, old, row, indent)
 
     new_row = pk_expr("NEW", pk)
     return _triggers(schema, table, {
@@ -210,7 +251,7 @@ def direct_triggers(
                           send("update", new_key, "NULL", new_row, "    "),
                           send("update", new_key, old_key, new_row, "    ")),
         "delete": send("delete", old_key, "NULL", "NULL"),
-    })
+    }, _guard(FUNCTION_ERRORS))
 
 
 def drop_triggers(schema: str, table: str) -> list[str]:

@@ -131,6 +131,104 @@ def test_ddl_while_writers_run(stack: Any, ops: Any, redis_client: Any, tmp_path
     assert "Traceback" not in w.output()
 
 
+def test_the_outbox_broken_by_hand_fails_no_write_and_loses_no_change(
+        stack: Any, ops: Any, redis_client: Any, tmp_path: Path, safe_env: dict[str, str]) -> None:
+    """A DBA renames the outbox away, makes one without a column the triggers fill, drops
+    gearsync_seq: under a stream of writes, no application write fails (the trigger catches
+    the outbox's error and sends the change as a direct-mode job naming the row), every change
+    still arrives, `gearsync status` exits 1 while the outbox is broken, and `gearsync install`
+    mends it."""
+    inst.install(_config(stack), ops)
+    cfg_file = _config_file(stack, tmp_path)
+    cfg_file.write_text(cfg_file.read_text().replace("[mysql]", f'[redis]\nurl = "{stack.redis_url}"\n[mysql]'))
+    status = [sys.executable, "-m", "gearsync", "status", "--config", str(cfg_file)]
+    w = WorkerProcess(safe_env, ["--config", str(cfg_file)], log_path=tmp_path / "w.log",
+                      gearmand=stack.gearmand, function="gearsync_direct").start()
+    execute(ops, "RENAME TABLE gearsync.outbox TO gearsync.outbox_saved")
+    try:
+        with Writers(stack) as writers:
+            wait_for(lambda: writers.writes > 100, 30, 0.05, "writes without an outbox")
+            bad = subprocess.run(status, capture_output=True, text=True, env=safe_env)
+            execute(ops, "CREATE TABLE gearsync.outbox LIKE gearsync.outbox_saved")
+            execute(ops, "ALTER TABLE gearsync.outbox DROP COLUMN pk")
+            n = writers.writes
+            wait_for(lambda: writers.writes > n + 100, 30, 0.05, "writes into an outbox without its pk column")
+            worse = subprocess.run(status, capture_output=True, text=True, env=safe_env)
+            done = inst.install(_config(stack), ops)
+            execute(ops, "DROP FUNCTION gearsync_seq")
+            try:
+                n = writers.writes
+                wait_for(lambda: writers.writes > n + 100, 30, 0.05, "writes without gearsync_seq")
+            finally:
+                execute(ops, "CREATE FUNCTION gearsync_seq RETURNS INTEGER SONAME 'gearsync_udf.so'")
+            # a trigger parsed while the function was missing keeps calling a stored function of
+            # that name until it is parsed again: install creates the triggers anew (FLUSH TABLES would do)
+            inst.install(_config(stack), ops)
+            n = writers.writes
+            wait_for(lambda: writers.writes > n + 100, 30, 0.05, "writes after the repair")
+        assert writers.errors == []
+        assert bad.returncode == 1 and "outbox" in bad.stdout + bad.stderr, bad.stdout + bad.stderr
+        assert worse.returncode == 1 and "pk" in worse.stdout + worse.stderr, worse.stdout + worse.stderr
+        assert done.done == ["added `gearsync`.`outbox`.`pk`"]
+        for mode in ("safe", "direct"):
+            wait_for(lambda: _redis(redis_client, mode) == _table(ops, mode), 30, 0.2,
+                     f"Redis to equal {DB}.t_{mode}")
+        # repaired: the safe table's changes go through the outbox again
+        execute(ops, "BEGIN")
+        execute(ops, f"INSERT INTO {DB}.t_safe (id, b) VALUES (1000, 'back')")
+        assert execute(ops, "SELECT COUNT(*) FROM gearsync.outbox WHERE k = 'safe:1000'")[0][0] == 1
+        execute(ops, "COMMIT")
+        wait_for(lambda: _redis(redis_client, "safe") == _table(ops, "safe"), 30, 0.2, "the change after the repair")
+        assert subprocess.run(status, capture_output=True, text=True, env=safe_env).returncode == 0
+    finally:
+        w.stop()
+        execute(ops, "DROP TABLE IF EXISTS gearsync.outbox")
+        execute(ops, "RENAME TABLE gearsync.outbox_saved TO gearsync.outbox")
+    assert "Traceback" not in w.output()
+
+
+def test_install_again_under_writers_loses_no_change(stack: Any, ops: Any, redis_client: Any, tmp_path: Path,
+                                                     safe_env: dict[str, str]) -> None:
+    """`gearsync install` run again and again while the application writes (a mapping changed,
+    an upgrade): each table's triggers are replaced under a write lock, so no write falls
+    between the old triggers and the new — Redis equals both tables afterwards. A login that
+    may not lock a table is refused before anything changes, unless it has no triggers yet."""
+    inst.install(_config(stack), ops)
+    w = WorkerProcess(safe_env, ["--config", str(_config_file(stack, tmp_path))], log_path=tmp_path / "w.log",
+                      gearmand=stack.gearmand, function="gearsync_direct").start()
+    try:
+        with Writers(stack, n=3) as writers:
+            for _ in range(15):
+                n = writers.writes
+                inst.install(_config(stack), ops)
+                wait_for(lambda: writers.writes > n + 20, 30, 0.01, "writes between installs")
+        assert writers.errors == [] and writers.writes > 300
+        for mode in ("safe", "direct"):
+            wait_for(lambda: _redis(redis_client, mode) == _table(ops, mode), 30, 0.2,
+                     f"Redis to equal {DB}.t_{mode}")
+    finally:
+        w.stop()
+    user = "gs_nolock"
+    execute(ops, f"DROP USER IF EXISTS '{user}'@'%'")
+    execute(ops, f"CREATE USER '{user}'@'%' IDENTIFIED BY 'pw'")
+    execute(ops, f"GRANT SELECT, TRIGGER ON {DB}.* TO '{user}'@'%'")
+    execute(ops, f"GRANT SELECT, INSERT, UPDATE, DELETE, CREATE, ALTER ON gearsync.* TO '{user}'@'%'")
+    execute(ops, f"CREATE TABLE {DB}.fresh (id INT NOT NULL PRIMARY KEY, b VARCHAR(20))")
+    login = stack.mysql.connect(user=user, password="pw")
+    try:
+        before = execute(ops, "SELECT action_statement FROM information_schema.triggers WHERE event_object_schema = "
+                              "%s ORDER BY trigger_name", (DB,))
+        with pytest.raises(ConfigError, match="cannot lock the table to replace its triggers"):
+            inst.install(_config(stack), login)
+        assert execute(ops, "SELECT action_statement FROM information_schema.triggers WHERE event_object_schema = "
+                            "%s ORDER BY trigger_name", (DB,)) == before
+        fresh = parse({"tables": {f"{DB}.fresh": {"key": "fresh:{id}"}}})
+        assert inst.install(fresh, login) == [f"{DB}.fresh"]  # no triggers yet: nothing to fall between
+    finally:
+        login.close()
+        execute(ops, f"DROP USER IF EXISTS '{user}'@'%'")
+
+
 def test_truncating_the_outbox_loses_no_later_change(stack: Any, safe_worker: WorkerProcess, safe_mysql: Any,
                                                     redis_client: Any) -> None:
     """Versions come from gearsync_seq(), not from the outbox's AUTO_INCREMENT: after TRUNCATE
