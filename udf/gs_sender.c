@@ -9,7 +9,9 @@
  *
  * The sender thread, started on first use:
  *   - connects to the first server of the default list whose circuit
- *     breaker (gs_breaker.c, shared with gman_*) lets it through;
+ *     breaker (gs_breaker.c, shared with gman_*) lets it through -- or,
+ *     with spread = on (gs_config.c), keeps one connection per server of
+ *     the list (spread mode, below);
  *   - while fewer than GS_SENDER_INFLIGHT batches are unacknowledged, takes
  *     the oldest queued record's Gearman function and gathers the queued
  *     records of that function (up to GS_BATCH_RECORDS / GS_BATCH_BYTES)
@@ -29,7 +31,19 @@
  *     with the same unique ids (gearmand folds a re-sent job into the one it
  *     still holds), then continues.  At-least-once: a batch gearmand had
  *     queued before the connection died can arrive twice.
- * A change of the default list moves the connection (unacknowledged
+ * Spread mode: connection i belongs to server i of the list.  A record with
+ * a route goes to the connection that owns (route % N): server (route % N)
+ * while it is connected, else the next connected one in ring order; a
+ * record without a route goes to whichever connection gathers first.  A
+ * batch holds one function's records for one connection.  A dead
+ * connection's unacknowledged batches are queued again (their records back
+ * to QUEUED, in ring order, under new unique ids) and so go to the server
+ * that now owns their routes; a server that is down is tried again each
+ * time its breaker allows (every GS_RETRY_MS at most), and once connected
+ * takes its routes back.  So one route keeps one server while the set of
+ * connected servers does not change; around a change, one route's records
+ * can be on two servers at once (the versions order them).
+ * A change of the default list moves the connections (unacknowledged
  * batches are re-sent to the new list).  Per-function lists
  * (gman_servers_set(list, function)) are not used by gearsync_send.
  *
