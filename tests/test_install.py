@@ -14,6 +14,7 @@ import pytest
 from gearsync import install as inst
 from gearsync.payload import direct_change
 from gearsync.config import ConfigError, parse
+from gearsync.envelope import decode as decode_envelope
 from gearsync.quoting import quote_ident
 from gearsync.schema import resolve
 
@@ -132,6 +133,12 @@ def test_unknown_table_and_nullable_key(stack: Any, hostile: Any) -> None:
         inst.install(cfg, hostile)
 
 
+def _direct_changes(stack: Any) -> list[Any]:
+    """The changes queued for gearsync_direct: gearsync_send's envelopes, each record one change."""
+    return [direct_change(payload, version) for _u, w in grab_all(stack.gearmand, b"gearsync_direct")
+            for version, payload in decode_envelope(b"gearsync_direct", w, None)]
+
+
 def test_direct_mode_payload(stack: Any, hostile: Any) -> None:
     """A direct-mode trigger's job names the changed row (keys as hex, the primary key as JSON)."""
     cfg = parse(hostile_config("direct"))
@@ -142,13 +149,15 @@ def test_direct_mode_payload(stack: Any, hostile: Any) -> None:
         cur.execute(f"INSERT INTO {_q(SCHEMA, TABLE)} VALUES (1, 2, 'x', 3)")
         cur.execute(f"UPDATE {_q(SCHEMA, TABLE)} SET `id` = 3")
         cur.execute("SELECT gearsync_send_flush()")
-    jobs = [direct_change(w) for _u, w in grab_all(stack.gearmand, b"gearsync_direct")]
+    jobs = _direct_changes(stack)
     src = f"{SCHEMA}.{TABLE}"
     assert [(j.source, j.op, j.key, j.old_key, j.pk) for j in jobs] == [
         (src, "insert", b"o'rd%er:1:2", None, "[1, 2]"), (src, "update", b"o'rd%er:1:3", b"o'rd%er:1:2", "[1, 3]")]
+    assert 0 < jobs[0].ver < jobs[1].ver  # gearsync_send's versions, in the order of the changes
     with hostile.cursor() as cur:
         cur.execute(f"DELETE FROM {_q(SCHEMA, TABLE)}")
         cur.execute("SELECT gearsync_send_flush()")
-    (delete,) = [direct_change(w) for _u, w in grab_all(stack.gearmand, b"gearsync_direct")]
+    (delete,) = _direct_changes(stack)
     assert (delete.op, delete.key, delete.pk) == ("delete", b"o'rd%er:1:3", None)
+    assert delete.ver > jobs[1].ver
     assert _outbox(hostile) == []

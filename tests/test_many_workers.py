@@ -60,6 +60,20 @@ def _host(stack: Any, cluster: RedisCluster, tmp_path: Path, i: int) -> tuple[Wo
                          function="gearsync"), port
 
 
+def _workers(stack: Any) -> int:
+    """Workers gearmand lists for the safe-mode function."""
+    return int(stack.gearmand.status().get("gearsync", (0, 0, 0))[2])
+
+
+def _start(stack: Any, w: WorkerProcess) -> None:
+    """Start w and wait until gearmand lists it. WorkerProcess.start returns once gearmand lists
+    a worker for the function, which the hosts already running are: without this wait the
+    writes of the test could end before a host took a job (seen: the late host's share was 0)."""
+    n = _workers(stack)
+    w.start()
+    wait_for(lambda: _workers(stack) > n, 30, 0.05, "the worker to register with gearmand")
+
+
 def _applied(port: int) -> float:
     text = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5).read().decode()
     for line in text.splitlines():
@@ -103,8 +117,9 @@ def test_three_hosts_one_cluster(stack: Any, cluster: RedisCluster, items: Any, 
     (a, pa), (b, pb), (killed, _), (late, pl) = hosts
     for w, _port in hosts[:3]:
         cfg = cfg or load(w.args[1])
-        w.start()
+        _start(stack, w)
     assert cfg is not None
+    three = _workers(stack)
     inst.install(cfg, items)
     writes = Writes(stack)
     writes.start()
@@ -112,7 +127,8 @@ def test_three_hosts_one_cluster(stack: Any, cluster: RedisCluster, items: Any, 
         writes.until(1500)
         killed.kill()  # SIGKILL: the rows it claimed stay locked until its connection dies, then are swept
         writes.until(1000)
-        late.start()
+        wait_for(lambda: _workers(stack) == three - 1, 10, 0.05, "gearmand to drop the killed worker")
+        _start(stack, late)
         execute(items, "ALTER TABLE gs_m.items ADD COLUMN note VARCHAR(10) NULL")  # every worker notices
         writes.until(1500)
     finally:

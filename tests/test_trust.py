@@ -15,7 +15,9 @@ import pytest
 from gearsync import install as inst
 from gearsync import verify as vf
 from gearsync.config import ConfigError, parse
+from gearsync.envelope import decode as decode_envelope
 from gearsync.gearman import GearmanClient
+from gearsync.payload import direct_change
 from gearsync.testing.processes import WorkerProcess, wait_for
 
 from gearman_peers import grab_all
@@ -132,9 +134,11 @@ def test_injection_corpus_through_the_client(stack: Any, mysql: Any, tmp_path: P
             if mode == "safe":
                 literal = text.replace("{{", "{").replace("}}", "}")
                 assert execute(mysql, "SELECT k FROM gearsync.outbox") == [((literal + ":5").encode(),)]
-        if mode == "direct":  # what the triggers sent is for this test only
+        if mode == "direct":  # what the triggers sent is for this test only: one record per row, its key exact
             execute(mysql, "SELECT gearsync_send_flush()")
-            assert len(grab_all(stack.gearmand, b"gearsync_direct")) == len(CORPUS)
+            keys = [direct_change(p).key for _u, w in grab_all(stack.gearmand, b"gearsync_direct")
+                    for _v, p in decode_envelope(b"gearsync_direct", w, None)]
+            assert keys == [(t.replace("{{", "{").replace("}}", "}") + ":5").encode() for t in CORPUS]
     finally:
         execute(mysql, f"DROP DATABASE IF EXISTS {DB}")
 
