@@ -34,7 +34,8 @@
  * Spread mode: connection i belongs to server i of the list.  A record with
  * a route goes to the connection that owns (route % N): server (route % N)
  * while it is connected, else the next connected one in ring order; a
- * record without a route goes to whichever connection gathers first.  A
+ * record without a route goes to whichever connection gathers first (the
+ * first turn rotates over the connections from one pass to the next).  A
  * batch holds one function's records for one connection.  A dead
  * connection's unacknowledged batches are queued again (their records back
  * to QUEUED, in ring order, under new unique ids) and so go to the server
@@ -134,6 +135,7 @@ static struct {
     gs_conn conn[GS_MAX_SERVERS];
     int owner[GS_MAX_SERVERS];   /* spread: route % nconn -> live conn, -1 */
     int connect_failed_logged;   /* "cannot connect to any" was logged */
+    unsigned turn;               /* spread: the connection that goes first */
     uint64_t batched;            /* records put into batches (re-sends not counted) */
     size_t seen_end;             /* the queue's head when it was last looked at */
     uint64_t nonce, batches;
@@ -621,8 +623,11 @@ static void *gs_sender_main(void *arg)
         if (S.spread)
             gs_owners();
         live = 0;
+        /* spread: the first turn rotates, so that records without a route
+           (taken by whichever connection gathers first) go to all */
+        S.turn = S.nconn > 0 ? (S.turn + 1) % S.nconn : 0;
         for (k = 0; k < S.nconn && !again; k++) {
-            gs_conn *c = &S.conn[k];
+            gs_conn *c = &S.conn[(S.turn + k) % S.nconn];
             if (c->fd < 0)
                 continue;
             if (gs_conn_turn(c, now, tmo_ns, &wait_ns) != 0) {
