@@ -202,10 +202,13 @@ def safe_triggers(
 
 def _direct_job(doorbell: str, function: str, source: str, op: str, key: str, old: str, row: str,
                 indent: str) -> str:
-    """The statement sending one direct-mode job naming a changed row (see :func:`direct_triggers`)."""
+    """The statement sending one direct-mode job naming a changed row (see :func:`direct_triggers`).
+    With ``gearsync_send`` the key is also the route, so that with ``spread = on`` one key keeps
+    one gearmand (``gman_do_background``'s third argument would be a unique id: none there)."""
     old_hex = "NULL" if old == "NULL" else f"HEX({old})"
+    route = f", {key}" if doorbell == "gearsync_send" else ""
     return (f"{indent}DO {doorbell}({quote_string(function)}, JSON_OBJECT('s', {source}, 'o', '{op}', "
-            f"'k', HEX({key}), 'ok', {old_hex}, 'pk', {row}));\n")
+            f"'k', HEX({key}), 'ok', {old_hex}, 'pk', {row}){route});\n")
 
 
 def _old_row_still_there(key_columns: Sequence[str]) -> str:
@@ -230,7 +233,8 @@ def direct_triggers(
         {"s": "shop.users", "o": "update", "k": "<hex of the key>", "ok": "<hex of the old key>" | null,
          "pk": [1]}
 
-    (``ok`` is set on an UPDATE that changed the key; a DELETE sends the old key). Keys travel
+    (``ok`` is set on an UPDATE that changed the key; a DELETE sends the old key). With
+    ``gearsync_send`` the key is also the route (``spread = on`` keeps a key on one gearmand). Keys travel
     as hex so that any bytes survive JSON; the payload is built by the server's native
     ``JSON_OBJECT`` from ASCII and the primary key only. The limits of direct mode apply.
     """

@@ -22,6 +22,12 @@
  *                             (default off)
  *   queue_mib = 16            gearsync_send's queue: records queued or not
  *                             yet acknowledged by gearmand (1..1024 MiB)
+ *   spread = on|off           on: gearsync_send keeps a connection to every
+ *                             server of the default list and sends each
+ *                             record to server (route hash % N), failing
+ *                             over in ring order; off (default): to the
+ *                             first reachable server (gs_sender.c).  Only
+ *                             the file sets it: no login can change it
  *   secret = <text>           HMAC-SHA256 key of the envelopes gearsync_send
  *   secret_file = <path>      produces: the text itself, or the whole content
  *                             of a file (one trailing newline dropped) that
@@ -57,6 +63,7 @@ static pthread_once_t gs_config_once = PTHREAD_ONCE_INIT;
 
 /* Written once, by the pthread_once routine; read-only afterwards. */
 static int gs_locked;
+static int gs_spread;
 static size_t gs_queue_bytes = (size_t)GS_QUEUE_MIB_DEFAULT << 20;
 static unsigned char gs_secret[GS_SECRET_MAX];
 static size_t gs_secret_len;
@@ -201,11 +208,12 @@ static int gs_config_apply(const char *key, const char *value,
         gs_queue_bytes = (size_t)ms << 20;
         return 0;
     }
-    if (strcmp(key, "lock") == 0) {
+    if (strcmp(key, "lock") == 0 || strcmp(key, "spread") == 0) {
+        int *flag = key[0] == 'l' ? &gs_locked : &gs_spread;
         if (strcmp(value, "on") == 0)
-            gs_locked = 1;
+            *flag = 1;
         else if (strcmp(value, "off") == 0)
-            gs_locked = 0;
+            *flag = 0;
         else
             return -1;
         return 0;
@@ -332,12 +340,14 @@ static void gs_config_read(void)
     gs_servers_lookup(NULL, list, sizeof list);
     gs_log("gearsync_udf " GEARSYNC_VERSION ": config %s (%s); servers %.1024s "
            "from %s; timeout %d ms from %s, do_timeout %d ms from %s; lock "
-           "%s; jobs %s",
+           "%s; jobs %s; gearsync_send %s",
            o.path[0] ? o.path : "(no path)", o.file, list, o.servers,
            gs_timeout_get(GS_TIMEOUT_BG), o.timeout,
            gs_timeout_get(GS_TIMEOUT_FG), o.do_timeout,
            gs_locked ? "on" : "off",
-           gs_secret_len ? "signed (HMAC-SHA256)" : "unsigned");
+           gs_secret_len ? "signed (HMAC-SHA256)" : "unsigned",
+           gs_spread ? "spreads over the list (spread on)"
+                     : "uses the first reachable server");
 }
 
 void gs_config_load(void)
@@ -355,6 +365,12 @@ size_t gs_config_queue_bytes(void)
 {
     gs_config_load();
     return gs_queue_bytes;
+}
+
+int gs_config_spread(void)
+{
+    gs_config_load();
+    return gs_spread;
 }
 
 size_t gs_config_secret(const unsigned char **key)

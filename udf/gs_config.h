@@ -29,6 +29,9 @@ void gs_config_load(void) GS_HIDDEN;
 #define GS_LOCKED_MESSAGE "%s: locked by gearsync_udf.cnf (lock = on)"
 /* 1 when the file says lock = on: the run-time setters must refuse. */
 int gs_config_locked(void) GS_HIDDEN;
+/* 1 when the file says spread = on: gearsync_send spreads records over the
+   default list by route (gs_sender.c). */
+int gs_config_spread(void) GS_HIDDEN;
 /* The envelope secret: its length (0 = none) and *key its bytes. */
 size_t gs_config_secret(const unsigned char **key) GS_HIDDEN;
 /* The size of gearsync_send's queue, bytes. */

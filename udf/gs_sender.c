@@ -9,7 +9,9 @@
  *
  * The sender thread, started on first use:
  *   - connects to the first server of the default list whose circuit
- *     breaker (gs_breaker.c, shared with gman_*) lets it through;
+ *     breaker (gs_breaker.c, shared with gman_*) lets it through -- or,
+ *     with spread = on (gs_config.c), keeps one connection per server of
+ *     the list (spread mode, below);
  *   - while fewer than GS_SENDER_INFLIGHT batches are unacknowledged, takes
  *     the oldest queued record's Gearman function and gathers the queued
  *     records of that function (up to GS_BATCH_RECORDS / GS_BATCH_BYTES)
@@ -29,7 +31,20 @@
  *     with the same unique ids (gearmand folds a re-sent job into the one it
  *     still holds), then continues.  At-least-once: a batch gearmand had
  *     queued before the connection died can arrive twice.
- * A change of the default list moves the connection (unacknowledged
+ * Spread mode: connection i belongs to server i of the list.  A record with
+ * a route goes to the connection that owns (route % N): server (route % N)
+ * while it is connected, else the next connected one in ring order; a
+ * record without a route goes to whichever connection gathers first (the
+ * first turn rotates over the connections from one pass to the next).  A
+ * batch holds one function's records for one connection.  A dead
+ * connection's unacknowledged batches are queued again (their records back
+ * to QUEUED, in ring order, under new unique ids) and so go to the server
+ * that now owns their routes; a server that is down is tried again each
+ * time its breaker allows (every GS_RETRY_MS at most), and once connected
+ * takes its routes back.  So one route keeps one server while the set of
+ * connected servers does not change; around a change, one route's records
+ * can be on two servers at once (the versions order them).
+ * A change of the default list moves the connections (unacknowledged
  * batches are re-sent to the new list).  Per-function lists
  * (gman_servers_set(list, function)) are not used by gearsync_send.
  *
@@ -75,7 +90,7 @@
 #define GS_RBUF 8192           /* largest answer packet accepted */
 #define GS_UNIQUE_BUF 64
 #define GS_BATCH_LOOK 4096     /* records looked at to fill one batch */
-#define GS_RETRY_MS 50         /* disconnected: how often to try a server */
+#define GS_RETRY_MS 50         /* a server down: how often to try it */
 #define GS_OUT_KEEP (1024UL * 1024UL) /* an idle out buffer above: freed */
 #define GS_SENDER_STACK (512UL * 1024UL)
 
@@ -86,6 +101,21 @@ typedef struct {
     uint64_t sent_ns;       /* when encoded into the out buffer */
     uint32_t offs[GS_BATCH_RECORDS]; /* ring offsets */
 } gs_batch;
+
+/* One connection to a job server.  First-reachable mode uses conn[0] for
+   whichever server answers; spread mode keeps conn[i] for server i. */
+typedef struct {
+    int fd;                      /* -1: not connected */
+    char peer[GS_ADDR_LEN];
+    int connect_failed_logged;   /* spread: this server's outage was logged */
+    int quiet;                   /* polled since the last write: nothing came */
+    gs_buf out;                  /* packets to write: out.data[ooff..out.len) */
+    size_t ooff;
+    unsigned char rbuf[GS_RBUF];
+    size_t rlen;
+    gs_batch inflight[GS_SENDER_INFLIGHT]; /* ring of unacknowledged batches */
+    unsigned ihead, icount;
+} gs_conn;
 
 enum { GS_SENDER_OFF = 0, GS_SENDER_RUNNING = 1, GS_SENDER_FAILED = 2 };
 
@@ -99,95 +129,146 @@ static pthread_t gs_thread_id;
 
 /* The sender thread's own state. */
 static struct {
-    int fd;                      /* -1: not connected */
-    char peer[GS_ADDR_LEN];
     gs_route route;              /* the default list */
-    int connect_failed_logged;
-    gs_buf out;                  /* packets to write: out.data[ooff..out.len) */
-    size_t ooff;
-    unsigned char rbuf[GS_RBUF];
-    size_t rlen;
-    gs_batch inflight[GS_SENDER_INFLIGHT]; /* ring of unacknowledged batches */
-    unsigned ihead, icount;
+    int spread;                  /* spread = on (read once, at start) */
+    unsigned nconn;              /* connections in use: 1, or route.count */
+    gs_conn conn[GS_MAX_SERVERS];
+    int owner[GS_MAX_SERVERS];   /* spread: route % nconn -> live conn, -1 */
+    int connect_failed_logged;   /* "cannot connect to any" was logged */
+    unsigned turn;               /* spread: the connection that goes first */
     uint64_t batched;            /* records put into batches (re-sends not counted) */
     size_t seen_end;             /* the queue's head when it was last looked at */
     uint64_t nonce, batches;
     gs_hmac_key key;
     int sign;
-    uint64_t refused_logged, errors, resent;
+    uint64_t refused_logged, errors, resent, requeued;
     uint64_t refused_log_ns;
 } S;
 
 /* ------------------------------------------------------------ connection */
 
-static void gs_disconnect(const char *why)
+static unsigned gs_conn_records(const gs_conn *c)
 {
     unsigned recs = 0, i;
 
-    if (S.fd < 0)
-        return;
-    for (i = 0; i < S.icount; i++)
-        recs += S.inflight[(S.ihead + i) % GS_SENDER_INFLIGHT].n;
-    if (S.icount > 0) /* an idle connection just reconnects on demand */
-        gs_log("gearsync_send: connection to %s %s; %u batches (%u records) "
-               "unacknowledged, to be re-sent",
-               S.peer, why, S.icount, recs);
-    close(S.fd);
-    S.fd = -1;
-    S.out.len = S.ooff = 0;
-    S.rlen = 0;
+    for (i = 0; i < c->icount; i++)
+        recs += c->inflight[(c->ihead + i) % GS_SENDER_INFLIGHT].n;
+    return recs;
 }
 
-static size_t gs_encode(gs_batch *b);
-static int gs_read(void);
+/* Spread mode: the batches of a connection that died go back to the queue
+   (their records are queued again, in ring order, for the server that now
+   owns their route); first-reachable mode keeps them to re-send them on the
+   next connection, with their unique ids. */
+static void gs_requeue(gs_conn *c)
+{
+    unsigned i, k;
 
-/* Connect to the first server whose breaker lets it through, then queue
-   the unacknowledged batches again, in order.  0 connected. */
-static int gs_connect(void)
+    for (i = 0; i < c->icount; i++) {
+        gs_batch *b = &c->inflight[(c->ihead + i) % GS_SENDER_INFLIGHT];
+        for (k = 0; k < b->n; k++)
+            gs_queue_rec(&gs_q, b->offs[k])->state = GS_REC_QUEUED;
+        S.batched -= b->n;
+        S.requeued += b->n;
+    }
+    c->ihead = c->icount = 0;
+}
+
+static void gs_disconnect(gs_conn *c, const char *why)
+{
+    if (c->fd < 0)
+        return;
+    if (c->icount > 0) /* an idle connection just reconnects on demand */
+        gs_log("gearsync_send: connection to %s %s; %u batches (%u records) "
+               "unacknowledged, to be re-sent%s",
+               c->peer, why, c->icount, gs_conn_records(c),
+               S.spread ? " to the server that now owns their route" : "");
+    close(c->fd);
+    c->fd = -1;
+    c->out.len = c->ooff = 0;
+    c->rlen = 0;
+    c->quiet = 0;
+    if (S.spread)
+        gs_requeue(c);
+}
+
+static size_t gs_encode(gs_conn *c, gs_batch *b);
+static int gs_read(gs_conn *c);
+
+/* Try server k of the list for connection c (its breaker permitting); on
+   success queue c's unacknowledged batches again, in order.  0 connected. */
+static int gs_try_server(gs_conn *c, unsigned k)
 {
     int timeout = gs_timeout_get(GS_TIMEOUT_BG);
-    unsigned k, i;
+    const gs_server *sv = &S.route.servers[k];
+    unsigned i;
+    int fd;
 
-    for (k = 0; k < S.route.count; k++) {
-        const gs_server *sv = &S.route.servers[k];
-        int fd;
-
-        if (!gs_breaker_allow(S.route.addrs[k], gs_now_ns()))
-            continue;
-        fd = gs_net_connect(sv->host, sv->port, timeout);
-        gs_breaker_report(S.route.addrs[k], fd >= 0);
-        if (fd < 0)
-            continue;
-        S.fd = fd;
-        memcpy(S.peer, S.route.addrs[k], sizeof S.peer);
-        S.out.len = S.ooff = 0;
-        S.rlen = 0;
-        for (i = 0; i < S.icount; i++) {
-            gs_encode(&S.inflight[(S.ihead + i) % GS_SENDER_INFLIGHT]);
-            S.resent++;
-        }
-        if (S.connect_failed_logged || S.icount > 0)
-            gs_log("gearsync_send: connected to %s; re-sending %u "
-                   "unacknowledged batches",
-                   S.peer, S.icount);
-        S.connect_failed_logged = 0;
-        return 0;
+    if (!gs_breaker_allow(S.route.addrs[k], gs_now_ns()))
+        return -1;
+    fd = gs_net_connect(sv->host, sv->port, timeout);
+    gs_breaker_report(S.route.addrs[k], fd >= 0);
+    if (fd < 0)
+        return -1;
+    c->fd = fd;
+    memcpy(c->peer, S.route.addrs[k], sizeof c->peer);
+    c->out.len = c->ooff = 0;
+    c->rlen = 0;
+    c->quiet = 1;
+    for (i = 0; i < c->icount; i++) {
+        gs_encode(c, &c->inflight[(c->ihead + i) % GS_SENDER_INFLIGHT]);
+        S.resent++;
     }
-    if (!S.connect_failed_logged) {
+    if (S.connect_failed_logged || c->connect_failed_logged || c->icount > 0)
+        gs_log("gearsync_send: connected to %s; re-sending %u "
+               "unacknowledged batches",
+               c->peer, c->icount);
+    S.connect_failed_logged = c->connect_failed_logged = 0;
+    return 0;
+}
+
+/* Connect what is missing; returns how many connections are up.
+   First-reachable: conn[0] to the first server whose breaker lets it
+   through.  Spread: conn[i] to server i, for each one down. */
+static unsigned gs_connect(void)
+{
+    unsigned k, live = 0;
+
+    if (!S.spread) {
+        gs_conn *c = &S.conn[0];
+        for (k = 0; c->fd < 0 && k < S.route.count; k++)
+            gs_try_server(c, k);
+        live = c->fd >= 0;
+    } else {
+        for (k = 0; k < S.nconn; k++) {
+            gs_conn *c = &S.conn[k];
+            if (c->fd < 0 && gs_try_server(c, k) != 0 &&
+                !c->connect_failed_logged) {
+                gs_log("gearsync_send: cannot connect to %s; its routes go to "
+                       "the next live server of %s while its breaker allows "
+                       "a retry",
+                       S.route.addrs[k], S.route.list);
+                c->connect_failed_logged = 1;
+            }
+            live += c->fd >= 0;
+        }
+    }
+    if (live == 0 && !S.connect_failed_logged) {
         gs_log("gearsync_send: cannot connect to any of %s; records wait in "
                "the queue (%llu now) while each server's breaker allows a "
                "retry",
                S.route.list, (unsigned long long)gs_queue_pending(&gs_q));
         S.connect_failed_logged = 1;
     }
-    return -1;
+    return live;
 }
 
-/* Follow the default list; a change moves the connection. */
+/* Follow the default list; a change moves the connections. */
 static void gs_follow_list(void)
 {
     char old[GS_SERVERS_MAX_LEN];
     int rc;
+    unsigned k;
 
     if (S.route.gen == gs_servers_generation())
         return;
@@ -198,16 +279,21 @@ static void gs_follow_list(void)
     if (rc != 0 && strcmp(old, S.route.list) != 0) {
         /* collect the answers of the batches in flight (bounded by their
            deadline) so that only what gearmand never took moves along */
-        if (S.fd >= 0 && S.icount > 0) {
-            uint64_t due = S.inflight[S.ihead].sent_ns +
-                           (uint64_t)gs_timeout_get(GS_TIMEOUT_BG) * 1000000ULL;
-            while (S.fd >= 0 && S.icount > 0 && gs_read() == 0 &&
-                   S.icount > 0 && gs_net_wait(S.fd, POLLIN, due) > 0)
-                ;
+        for (k = 0; k < S.nconn; k++) {
+            gs_conn *c = &S.conn[k];
+            if (c->fd >= 0 && c->icount > 0) {
+                uint64_t due = c->inflight[c->ihead].sent_ns +
+                               (uint64_t)gs_timeout_get(GS_TIMEOUT_BG) * 1000000ULL;
+                while (c->fd >= 0 && c->icount > 0 && gs_read(c) == 0 &&
+                       c->icount > 0 && gs_net_wait(c->fd, POLLIN, due) > 0)
+                    ;
+            }
+            gs_disconnect(c, "closed: the server list changed");
+            c->connect_failed_logged = 0;
         }
-        gs_disconnect("closed: the server list changed");
         S.connect_failed_logged = 0;
     }
+    S.nconn = S.spread ? S.route.count : 1;
 }
 
 /* ------------------------------------------------------------- batches */
@@ -220,9 +306,9 @@ static void gs_put32(unsigned char *p, uint32_t v)
     p[3] = (unsigned char)v;
 }
 
-/* Append batch b's SUBMIT_JOB_BG packet to the out buffer.  0 on ENOMEM
+/* Append batch b's SUBMIT_JOB_BG packet to c's out buffer.  0 on ENOMEM
    (the batch stays unacknowledged and is re-sent on the next connection). */
-static size_t gs_encode(gs_batch *b)
+static size_t gs_encode(gs_conn *c, gs_batch *b)
 {
     const gs_rec *first = gs_queue_rec(&gs_q, b->offs[0]);
     char unique[GS_UNIQUE_BUF];
@@ -235,9 +321,9 @@ static size_t gs_encode(gs_batch *b)
                             (unsigned long long)b->id);
     wlen = gs_env_size(b->n, b->payload, S.sign);
     size = flen + 1 + ulen + 1 + wlen;
-    if (gs_buf_reserve(&S.out, GS_PACKET_HEADER + size))
+    if (gs_buf_reserve(&c->out, GS_PACKET_HEADER + size))
         return 0;
-    p = (unsigned char *)S.out.data + S.out.len;
+    p = (unsigned char *)c->out.data + c->out.len;
     memcpy(p, "\0REQ", 4);
     gs_put32(p + 4, GS_REQ_SUBMIT_JOB_BG);
     gs_put32(p + 8, (uint32_t)size);
@@ -257,36 +343,72 @@ static size_t gs_encode(gs_batch *b)
     if (S.sign)
         gs_env_sign(&S.key, gs_rec_function(first), flen, w, (size_t)(p - w),
                     p);
-    S.out.len += GS_PACKET_HEADER + size;
+    c->out.len += GS_PACKET_HEADER + size;
     b->sent_ns = gs_now_ns();
     return GS_PACKET_HEADER + size;
 }
 
-/* Gather the next batch: the queued records of the oldest queued record's
-   function.  The walk starts at the ring's tail (only this thread moves
-   it): before the first queued record lie at most the records in flight.
-   1 a batch was queued for writing, 0 nothing to send. */
-static int gs_next_batch(void)
+/* Spread mode: which live connection owns each route (route % nconn): that
+   server when it is connected, else the next connected one in ring order. */
+static void gs_owners(void)
 {
+    unsigned i, k;
+
+    for (i = 0; i < S.nconn; i++) {
+        S.owner[i] = -1;
+        for (k = 0; k < S.nconn; k++) {
+            unsigned j = (i + k) % S.nconn;
+            if (S.conn[j].fd >= 0) {
+                S.owner[i] = (int)j;
+                break;
+            }
+        }
+    }
+}
+
+/* Whether connection ci may take record r: always in first-reachable mode;
+   in spread mode when it owns r's route, or r has none. */
+static int gs_mine(const gs_rec *r, unsigned ci)
+{
+    return !S.spread || r->route == 0 ||
+           S.owner[r->route % S.nconn] == (int)ci;
+}
+
+/* Gather c's next batch: the queued records it may take of the function of
+   the oldest one.  The walk starts at the ring's tail (only this thread
+   moves it); before the first such record lie the records in flight and,
+   in spread mode, those of other servers (at most GS_BATCH_LOOK per
+   connection are looked at).  1 a batch was queued for writing, 0 nothing
+   to send. */
+static int gs_next_batch(gs_conn *c)
+{
+    unsigned ci = (unsigned)(c - S.conn);
     size_t end = gs_queue_end(&gs_q), off;
     gs_batch *b;
     const gs_rec *first;
-    unsigned looked = 0;
+    unsigned looked = 0, skipped = 0, skip_max = GS_BATCH_LOOK * S.nconn;
 
     S.seen_end = end;
     off = gs_queue_skip(&gs_q, gs_q.tail, end);
-    while (off != end && gs_queue_rec(&gs_q, off)->state != GS_REC_QUEUED)
-        off = gs_queue_skip(&gs_q, off + gs_queue_rec(&gs_q, off)->size, end);
+    while (off != end) {
+        const gs_rec *r = gs_queue_rec(&gs_q, off);
+        if (r->state == GS_REC_QUEUED && gs_mine(r, ci))
+            break;
+        if (S.spread && ++skipped > skip_max)
+            return 0;
+        off = gs_queue_skip(&gs_q, off + r->size, end);
+    }
     if (off == end)
         return 0;
     first = gs_queue_rec(&gs_q, off);
-    b = &S.inflight[(S.ihead + S.icount) % GS_SENDER_INFLIGHT];
+    b = &c->inflight[(c->ihead + c->icount) % GS_SENDER_INFLIGHT];
     b->id = ++S.batches;
     b->n = 0;
     b->payload = 0;
     while (off != end && b->n < GS_BATCH_RECORDS && looked++ < GS_BATCH_LOOK) {
         gs_rec *r = gs_queue_rec(&gs_q, off);
         if (r->state == GS_REC_QUEUED && r->flen == first->flen &&
+            gs_mine(r, ci) &&
             memcmp(gs_rec_function(r), gs_rec_function(first), r->flen) == 0) {
             if (b->n > 0 && b->payload + r->plen > GS_BATCH_BYTES)
                 break;
@@ -297,21 +419,21 @@ static int gs_next_batch(void)
         off = gs_queue_skip(&gs_q, off + r->size, end);
     }
     S.batched += b->n;
-    S.icount++;
-    if (gs_encode(b) == 0)
-        gs_disconnect("dropped: out of memory for a batch");
+    c->icount++;
+    if (gs_encode(c, b) == 0)
+        gs_disconnect(c, "dropped: out of memory for a batch");
     return 1;
 }
 
-/* The oldest batch was answered: its records are done. */
-static void gs_batch_done(int refused)
+/* c's oldest batch was answered: its records are done. */
+static void gs_batch_done(gs_conn *c, int refused)
 {
     gs_batch *b;
     unsigned i;
 
-    if (S.icount == 0)
+    if (c->icount == 0)
         return;
-    b = &S.inflight[S.ihead];
+    b = &c->inflight[c->ihead];
     for (i = 0; i < b->n; i++)
         gs_queue_rec(&gs_q, b->offs[i])->state = GS_REC_DONE;
     if (refused) {
@@ -319,10 +441,10 @@ static void gs_batch_done(int refused)
         if ((S.errors & (S.errors - 1)) == 0 || b->n > 1) /* 1, 2, 4, ... */
             gs_log("gearsync_send: %s refused a batch of %u records (lost; "
                    "%llu refused so far)",
-                   S.peer, b->n, (unsigned long long)S.errors);
+                   c->peer, b->n, (unsigned long long)S.errors);
     }
-    S.ihead = (S.ihead + 1) % GS_SENDER_INFLIGHT;
-    S.icount--;
+    c->ihead = (c->ihead + 1) % GS_SENDER_INFLIGHT;
+    c->icount--;
     gs_queue_release(&gs_q);
 }
 
@@ -334,18 +456,19 @@ static uint32_t gs_be32(const unsigned char *b)
            (uint32_t)b[3];
 }
 
-/* Read every answer available now.  0 ok, -1 the connection is dead
+/* Read every answer available now on c.  0 ok, -1 the connection is dead
    (closed). */
-static int gs_read(void)
+static int gs_read(gs_conn *c)
 {
     for (;;) {
         ssize_t n;
         size_t off = 0;
         int short_read;
 
-        n = recv(S.fd, S.rbuf + S.rlen, sizeof S.rbuf - S.rlen, MSG_DONTWAIT);
+        n = recv(c->fd, c->rbuf + c->rlen, sizeof c->rbuf - c->rlen,
+                 MSG_DONTWAIT);
         if (n == 0) {
-            gs_disconnect("lost (closed by the server)");
+            gs_disconnect(c, "lost (closed by the server)");
             return -1;
         }
         if (n < 0) {
@@ -353,53 +476,53 @@ static int gs_read(void)
                 continue;
             if (errno == EAGAIN || errno == EWOULDBLOCK)
                 return 0;
-            gs_disconnect(errno == ECONNRESET ? "lost (reset)" : "lost");
+            gs_disconnect(c, errno == ECONNRESET ? "lost (reset)" : "lost");
             return -1;
         }
-        short_read = (size_t)n < sizeof S.rbuf - S.rlen;
-        S.rlen += (size_t)n;
-        while (S.rlen - off >= GS_PACKET_HEADER) {
-            const unsigned char *h = S.rbuf + off;
+        short_read = (size_t)n < sizeof c->rbuf - c->rlen;
+        c->rlen += (size_t)n;
+        while (c->rlen - off >= GS_PACKET_HEADER) {
+            const unsigned char *h = c->rbuf + off;
             uint32_t type = gs_be32(h + 4), size = gs_be32(h + 8);
             if (memcmp(h, "\0RES", 4) != 0 || size > GS_RBUF - GS_PACKET_HEADER) {
-                gs_disconnect("dropped (bad answer)");
+                gs_disconnect(c, "dropped (bad answer)");
                 return -1;
             }
-            if (S.rlen - off < GS_PACKET_HEADER + (size_t)size)
+            if (c->rlen - off < GS_PACKET_HEADER + (size_t)size)
                 break;
             if (type == GS_RES_JOB_CREATED || type == GS_RES_ERROR)
-                gs_batch_done(type == GS_RES_ERROR);
+                gs_batch_done(c, type == GS_RES_ERROR);
             off += GS_PACKET_HEADER + size;
         }
-        memmove(S.rbuf, S.rbuf + off, S.rlen - off);
-        S.rlen -= off;
+        memmove(c->rbuf, c->rbuf + off, c->rlen - off);
+        c->rlen -= off;
         if (short_read) /* drained (more would wake the poll): spare a recv */
             return 0;
     }
 }
 
-/* Write what the out buffer holds.  0 ok (maybe partly), -1 dead. */
-static int gs_write(void)
+/* Write what c's out buffer holds.  0 ok (maybe partly), -1 dead. */
+static int gs_write(gs_conn *c)
 {
-    while (S.ooff < S.out.len) {
-        ssize_t n = send(S.fd, S.out.data + S.ooff, S.out.len - S.ooff,
+    while (c->ooff < c->out.len) {
+        ssize_t n = send(c->fd, c->out.data + c->ooff, c->out.len - c->ooff,
                          MSG_DONTWAIT | MSG_NOSIGNAL);
         if (n > 0) {
-            S.ooff += (size_t)n;
+            c->ooff += (size_t)n;
             continue;
         }
         if (n < 0 && errno == EINTR)
             continue;
         if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
             return 0;
-        gs_disconnect("lost (send failed)");
+        gs_disconnect(c, "lost (send failed)");
         return -1;
     }
-    S.out.len = S.ooff = 0;
-    if (S.out.cap > GS_OUT_KEEP) { /* after a huge record */
-        free(S.out.data);
-        S.out.data = NULL;
-        S.out.cap = 0;
+    c->out.len = c->ooff = 0;
+    if (c->out.cap > GS_OUT_KEEP) { /* after a huge record */
+        free(c->out.data);
+        c->out.data = NULL;
+        c->out.cap = 0;
     }
     return 0;
 }
@@ -417,17 +540,53 @@ static void gs_log_refused(uint64_t now, uint64_t refused)
 
 /* --------------------------------------------------------------- thread */
 
+/* One connection's turn: read what came (unless just polled quiet), fill
+   its window, write, and check its oldest batch's deadline (*wait_ns is
+   lowered to it).  0 ok; -1 something changed (a connection died, a late
+   answer came): the loop starts over. */
+static int gs_conn_turn(gs_conn *c, uint64_t now, uint64_t tmo_ns,
+                        uint64_t *wait_ns)
+{
+    uint64_t due;
+
+    if (!c->quiet && gs_read(c) != 0)
+        return -1;
+    c->quiet = 0;
+    while (c->fd >= 0 && c->icount < GS_SENDER_INFLIGHT && gs_next_batch(c))
+        ;
+    if (c->fd < 0 || gs_write(c) != 0)
+        return -1;
+    if (c->icount == 0)
+        return 0;
+    due = c->inflight[c->ihead].sent_ns + tmo_ns;
+    if (now >= due) {
+        char why[64];
+        if (gs_read(c) != 0) /* a late answer may be waiting */
+            return -1;
+        if (c->icount > 0 && gs_now_ns() >= c->inflight[c->ihead].sent_ns + tmo_ns) {
+            snprintf(why, sizeof why, "timed out (no answer in %d ms)",
+                     gs_timeout_get(GS_TIMEOUT_BG));
+            gs_breaker_report(c->peer, 0);
+            gs_disconnect(c, why);
+        }
+        return -1;
+    }
+    if (due - now < *wait_ns)
+        *wait_ns = due - now;
+    return 0;
+}
+
 /* The loop.  Acknowledgements are read lazily: with a batch in flight and
    nothing queued behind it, the sender sleeps on its eventfd (and the
    batch's deadline) only, and reads the answer with the recv it makes before
    the next write anyway -- a lone row costs it one wakeup, not two.  It
-   watches the socket when idle (to see a close at once), and when records
-   wait behind the batch in flight, a flush waits, or the library unloads. */
+   watches a socket when its connection is idle (to see a close at once),
+   and when records wait behind the batch in flight, a flush waits, or the
+   library unloads.  In spread mode every connection takes its turn. */
 static void *gs_sender_main(void *arg)
 {
     struct sched_param batch = {0};
     uint64_t stop_deadline = 0;
-    int quiet = 0; /* polled since the last write: no answer, no close */
 
     (void)arg;
     pthread_setname_np(pthread_self(), "gearsync_send"); /* in ps / top -H */
@@ -435,11 +594,13 @@ static void *gs_sender_main(void *arg)
        it (a trigger mid-statement); it runs beside it or when it blocks. */
     pthread_setschedparam(pthread_self(), SCHED_BATCH, &batch);
     for (;;) {
-        struct pollfd pfd[2];
+        struct pollfd pfd[GS_MAX_SERVERS + 1];
+        gs_conn *pconn[GS_MAX_SERVERS + 1];
         uint64_t now = gs_now_ns(), wait_ns = UINT64_MAX;
         uint64_t tmo_ns = (uint64_t)gs_timeout_get(GS_TIMEOUT_BG) * 1000000ULL;
         gs_queue_stats st = gs_queue_look(&gs_q);
-        int eager, rc;
+        unsigned k, live = 0, room = 0;
+        int queued, again = 0, rc;
         nfds_t nfds = 0;
 
         if (__atomic_load_n(&gs_stop, __ATOMIC_ACQUIRE)) {
@@ -451,83 +612,83 @@ static void *gs_sender_main(void *arg)
         }
         gs_log_refused(now, st.refused);
         gs_follow_list();
-        if (S.fd < 0 && st.pending > 0) {
-            if (gs_connect() == 0) {
-                quiet = 1;
-            } else {
-                if (stop_deadline != 0)
-                    break; /* unloading, no server: do not wait */
-                wait_ns = GS_RETRY_MS * 1000000ULL;
+        if (st.pending > 0) {
+            live = gs_connect();
+            if (live == 0 && stop_deadline != 0)
+                break; /* unloading, no server: do not wait */
+            if (live < S.nconn) /* try the missing ones again soon */
+                wait_ns = wait_ns < GS_RETRY_MS * 1000000ULL
+                              ? wait_ns : GS_RETRY_MS * 1000000ULL;
+        }
+        if (S.spread)
+            gs_owners();
+        live = 0;
+        /* spread: the first turn rotates, so that records without a route
+           (taken by whichever connection gathers first) go to all */
+        S.turn = S.nconn > 0 ? (S.turn + 1) % S.nconn : 0;
+        for (k = 0; k < S.nconn && !again; k++) {
+            gs_conn *c = &S.conn[(S.turn + k) % S.nconn];
+            if (c->fd < 0)
+                continue;
+            if (gs_conn_turn(c, now, tmo_ns, &wait_ns) != 0) {
+                again = 1;
+                break;
             }
+            live++;
+            room += c->icount < GS_SENDER_INFLIGHT;
         }
-        if (S.fd >= 0) {
-            /* answers that came, and a close by gearmand, are seen before
-               writing: unless the socket was just polled quiet, read it */
-            if (!quiet && gs_read() != 0)
-                continue;
-            quiet = 0;
-            while (S.icount < GS_SENDER_INFLIGHT && gs_next_batch())
-                ;
-            if (S.fd >= 0 && gs_write() != 0)
-                continue;
-        }
-        if (S.fd >= 0 && S.icount > 0) {
-            uint64_t due = S.inflight[S.ihead].sent_ns + tmo_ns;
-            if (now >= due) {
-                char why[64];
-                if (gs_read() != 0) /* a late answer may be waiting */
-                    continue;
-                if (S.icount > 0 &&
-                    gs_now_ns() >= S.inflight[S.ihead].sent_ns + tmo_ns) {
-                    snprintf(why, sizeof why, "timed out (no answer in %d ms)",
-                             gs_timeout_get(GS_TIMEOUT_BG));
-                    gs_breaker_report(S.peer, 0);
-                    gs_disconnect(why);
-                }
-                continue;
-            }
-            if (due - now < wait_ns)
-                wait_ns = due - now;
-        }
-        /* records queued behind a full window: the answer is awaited */
-        eager = S.fd >= 0 && S.icount > 0 &&
-                (st.accepted > S.batched || st.waiters > 0 || stop_deadline);
-        if (S.fd >= 0 && S.icount == GS_SENDER_INFLIGHT &&
-            st.accepted > S.batched) {
-            /* a new record changes nothing: no wakeup wanted */
-        } else if (S.fd >= 0 || st.pending == 0) {
-            if (!gs_queue_sleep(&gs_q, S.fd >= 0 ? S.seen_end : st.head))
+        if (again)
+            continue;
+        queued = st.accepted > S.batched;
+        if (live > 0 && room == 0 && queued) {
+            /* every window full, records queued behind: a new record changes
+               nothing, no wakeup wanted */
+        } else if (live > 0 || st.pending == 0) {
+            if (!gs_queue_sleep(&gs_q, live > 0 ? S.seen_end : st.head))
                 continue; /* records arrived meanwhile */
             pfd[nfds].fd = gs_wake_fd;
             pfd[nfds].events = POLLIN;
+            pconn[nfds] = NULL;
             nfds++;
         }
-        if (S.fd >= 0 && (S.icount == 0 || eager || S.ooff < S.out.len)) {
-            pfd[nfds].fd = S.fd;
-            pfd[nfds].events = (short)((S.icount == 0 || eager ? POLLIN : 0) |
-                                       (S.ooff < S.out.len ? POLLOUT : 0));
+        for (k = 0; k < S.nconn; k++) {
+            gs_conn *c = &S.conn[k];
+            /* records queued behind a batch in flight: the answer is awaited */
+            int eager = c->icount > 0 &&
+                        (queued || st.waiters > 0 || stop_deadline);
+            short ev;
+            if (c->fd < 0)
+                continue;
+            ev = (short)((c->icount == 0 || eager ? POLLIN : 0) |
+                         (c->ooff < c->out.len ? POLLOUT : 0));
+            if (ev == 0)
+                continue;
+            pfd[nfds].fd = c->fd;
+            pfd[nfds].events = ev;
+            pconn[nfds] = c;
             nfds++;
         }
         rc = poll(pfd, nfds,
                   wait_ns == UINT64_MAX ? -1 : (int)((wait_ns + 999999) / 1000000));
-        if (rc < 0 && errno != EINTR)
-            gs_log("gearsync_send: poll failed: %s", strerror(errno));
-        for (nfds_t i = 0; rc > 0 && i < nfds; i++) {
-            if (pfd[i].fd == gs_wake_fd) {
+        if (rc < 0) {
+            if (errno != EINTR)
+                gs_log("gearsync_send: poll failed: %s", strerror(errno));
+            continue;
+        }
+        for (nfds_t i = 0; i < nfds; i++) {
+            gs_conn *c = pconn[i];
+            if (c == NULL) {
                 uint64_t v;
                 if ((pfd[i].revents & POLLIN) && read(gs_wake_fd, &v, sizeof v) < 0) {
                     /* EAGAIN: another wake was already read */
                 }
-            } else if (S.fd >= 0 && (pfd[i].events & POLLIN)) {
+            } else if (c->fd >= 0 && (pfd[i].events & POLLIN)) {
                 if (pfd[i].revents & (POLLIN | POLLERR | POLLHUP))
-                    quiet = gs_read() == 0;
+                    c->quiet = gs_read(c) == 0;
                 else
-                    quiet = 1; /* polled: nothing came, not even a close */
+                    c->quiet = 1; /* polled: nothing came, not even a close */
             }
         }
-        if (rc == 0 && S.fd >= 0 && nfds > 0 && pfd[nfds - 1].fd == S.fd &&
-            (pfd[nfds - 1].events & POLLIN))
-            quiet = 1;
     }
     return NULL;
 }
@@ -560,6 +721,7 @@ static int gs_sender_start(void)
     size_t slen = gs_config_secret(&secret);
     pthread_attr_t attr;
     sigset_t all, old;
+    unsigned k;
     int rc;
 
     if (gs_queue_init(&gs_q, gs_config_queue_bytes()))
@@ -570,12 +732,15 @@ static int gs_sender_start(void)
         return -1;
     }
     memset(&S, 0, sizeof S);
-    S.fd = -1;
+    for (k = 0; k < GS_MAX_SERVERS; k++)
+        S.conn[k].fd = -1;
     S.nonce = gs_nonce_new();
     S.sign = slen > 0;
     if (S.sign)
         gs_hmac_key_init(&S.key, secret, slen);
+    S.spread = gs_config_spread();
     gs_route_refresh(&S.route, NULL);
+    S.nconn = S.spread ? S.route.count : 1;
     /* the thread takes no signal of mysqld's */
     sigfillset(&all);
     pthread_sigmask(SIG_BLOCK, &all, &old);
@@ -644,6 +809,7 @@ long long gs_sender_flush(int timeout_ms)
 void gs_sender_stop(void)
 {
     uint64_t lost;
+    unsigned k;
 
     pthread_mutex_lock(&gs_start_lock);
     if (gs_state == GS_SENDER_RUNNING) {
@@ -656,9 +822,11 @@ void gs_sender_stop(void)
             gs_log("gearsync_send: library unloaded with %llu records not "
                    "acknowledged by gearmand (lost)",
                    (unsigned long long)lost);
-        if (S.fd >= 0)
-            close(S.fd);
-        free(S.out.data);
+        for (k = 0; k < GS_MAX_SERVERS; k++) {
+            if (S.conn[k].fd >= 0)
+                close(S.conn[k].fd);
+            free(S.conn[k].out.data);
+        }
         memset(&S.key, 0, sizeof S.key);
         close(gs_wake_fd);
         gs_wake_fd = -1;

@@ -5,8 +5,10 @@
  * gearsync_send copies each record into a bounded queue (gs_queue.h) and
  * returns; a background thread owned by the library batches the queued
  * records of one Gearman function into one background job (an envelope,
- * gs_envelope.h), keeps every batch until gearmand acknowledged it, and
- * re-sends the unacknowledged ones, in order, after a lost connection.
+ * gs_envelope.h) for the first reachable server of the default list, or --
+ * spread = on -- for the server the record's route picks, keeps every batch
+ * until gearmand acknowledged it, and re-sends the unacknowledged ones, in
+ * order, after a lost connection.
  */
 #ifndef GEARSYNC_GS_SENDER_H
 #define GEARSYNC_GS_SENDER_H

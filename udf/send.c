@@ -10,16 +10,20 @@
  *   version as decimal text -- it never waits for the network.  The sender
  *   thread puts the queued records of one Gearman function into one
  *   background job (a batch of at most 256 records / 256 KiB) for the first
- *   reachable server of the gman_servers_set() list, keeps each batch until
- *   gearmand acknowledged it, and re-sends it after a lost connection
- *   (at-least-once).  Typical use, in a row trigger:
+ *   reachable server of the gman_servers_set() list -- or, with spread = on
+ *   in gearsync_udf.cnf, for the server the record's route picks -- keeps
+ *   each batch until gearmand acknowledged it, and re-sends it after a lost
+ *   connection (at-least-once).  Typical use, in a row trigger:
  *     DO gearsync_send('syncToRedis', udf_json_object(NEW.id AS id, NEW.name AS name))
  *   The job's workload is "GS1" flags record+ [mac]: per record its version
  *   (u64 BE), length (u32 BE) and bytes; with a secret in gearsync_udf.cnf
  *   an HMAC-SHA256 of function || NUL || the rest (gearsync/envelope.py
- *   decodes it).  route (any value; NULL = none) is hashed and kept with the
- *   record for spreading over several job servers later; it changes nothing
- *   today (older triggers pass a unique id there: harmless).
+ *   decodes it).  route (any value; NULL = none) is hashed (FNV-1a); with
+ *   spread = on the record goes to server (hash % N) of the default list,
+ *   or the next live one in ring order, so one route keeps one server while
+ *   the servers stay up; records without a route go to whichever server's
+ *   connection is free first.  With spread off the route changes nothing
+ *   (safe-mode triggers pass the outbox id there: any route will do).
  *   NULL behaviour: returns NULL -- it never raises -- only when the record
  *   was not accepted: the queue is full (gearmand unreachable or slower than
  *   the writers for long enough to fill queue_mib, 16 MiB by default; one
@@ -56,7 +60,8 @@ GS_EXPORT char *gearsync_send(UDF_INIT *initid, UDF_ARGS *args, char *result,
 
 /* ---------------------------------------------------------- gearsync_send */
 
-/* FNV-1a, 32 bits: the route hash kept with each record. */
+/* FNV-1a, 32 bits: the route hash kept with each record; 0 means "no
+   route", so a hash of 0 becomes 1. */
 static uint32_t gs_route_hash(const char *s, size_t n)
 {
     uint32_t h = 2166136261U;
@@ -64,7 +69,7 @@ static uint32_t gs_route_hash(const char *s, size_t n)
 
     for (i = 0; i < n; i++)
         h = (h ^ (unsigned char)s[i]) * 16777619U;
-    return h;
+    return h != 0 ? h : 1;
 }
 
 my_bool gearsync_send_init(UDF_INIT *initid, UDF_ARGS *args, char *message)
