@@ -8,7 +8,8 @@ client per measurement, no worker (jobs queue in gearmand: the database side alo
 
 Tables: no trigger [the baseline of every ratio], the direct trigger (`gearsync_send(
 'syncToRedis', udf_json_object(...))`, like sql/install.sql's test.test), the safe trigger
-(outbox row + `gearsync_send` doorbell, from gearsync.triggers.safe_triggers), and the seed's
+(outbox row naming the row by its primary key + `gearsync_send` doorbell, as `gearsync install`
+makes it with gearsync.triggers.safe_triggers), and the seed's
 recipe (`gman_do_background`, waits for gearmand's answer) for reference. The direct and safe
 triggers run with the NEW sender (this tree: one sender thread, batched envelopes) and with the
 OLD one (the per-thread pipe: one job per row; the library built from the commit before
@@ -126,7 +127,8 @@ def measure(report: Report, flush: int, old_so: str) -> None:
                       f"DO gearsync_send('syncToRedis', udf_json_object({row}.id AS id, {row}.name AS name))")
             m.execute(f"CREATE TRIGGER bench.seed_{ev[0]} AFTER {ev} ON bench.seed FOR EACH ROW "
                       f"DO gman_do_background('syncToRedis', udf_json_object({row}.id AS id, {row}.name AS name))")
-        for stmt in safe_triggers("bench", "safe", ["id"], ["name"], "safe:", doorbell="gearsync_send"):
+        # as `gearsync install` makes them: the row named by its primary key (gearsync.triggers)
+        for stmt in safe_triggers("bench", "safe", ["id"], key_template="safe:{id}", pk=[("id", "int")]):
             m.execute(stmt)
         variants = [  # (label, table, library of gearsync_send)
             ("no trigger", "bench.plain", "gearsync_udf.so"),

@@ -128,27 +128,32 @@ DROP TRIGGER IF EXISTS `test`.`test_safe_gearsync_ai`;
 DELIMITER $$
 CREATE TRIGGER `test`.`test_safe_gearsync_ai` AFTER INSERT ON `test`.`test_safe` FOR EACH ROW
 BEGIN
-  DECLARE gearsync__lost INT DEFAULT 0;
-  DECLARE CONTINUE HANDLER FOR 1146, 1049, 1054, 1136, 1364, 1048, 1366, 1406, 1264, 1265, 1292, 1142, 1143, 1062, 167, 1114, 1305, 1122, 1123, 1126, 1128 SET gearsync__lost = 1;
-  INSERT INTO `gearsync`.`outbox` (`source`, `k`, `old_k`, `op`, `row`, `ver`)
-    VALUES ('test.test_safe', CONCAT('test_safe:', NEW.`id`), NULL, 'insert', JSON_OBJECT('name', NEW.`name`), gearsync_seq());
-  DO gearsync_send('gearsync', LAST_INSERT_ID(), LAST_INSERT_ID());
+  BEGIN
+    DECLARE CONTINUE HANDLER FOR 1146, 1049, 1054, 1136, 1364, 1048, 1366, 1406, 1264, 1265, 1292, 1142, 1143, 1062, 167, 1114, 1305, 1122, 1123, 1126, 1128 BEGIN END;
+    INSERT INTO `gearsync`.`outbox` (`source`, `k`, `old_k`, `op`, `row`, `ver`)
+      VALUES ('test.test_safe', CONCAT('test_safe:', NEW.`id`), NULL, 'insert', JSON_OBJECT('name', NEW.`name`), gearsync_seq());
+    DO gearsync_send('gearsync', LAST_INSERT_ID(), LAST_INSERT_ID());
+  END;
 END$$
 DELIMITER ;
 DROP TRIGGER IF EXISTS `test`.`test_safe_gearsync_au`;
 DELIMITER $$
 CREATE TRIGGER `test`.`test_safe_gearsync_au` AFTER UPDATE ON `test`.`test_safe` FOR EACH ROW
 BEGIN
-  DECLARE gearsync__lost INT DEFAULT 0;
-  DECLARE CONTINUE HANDLER FOR 1146, 1049, 1054, 1136, 1364, 1048, 1366, 1406, 1264, 1265, 1292, 1142, 1143, 1062, 167, 1114, 1305, 1122, 1123, 1126, 1128 SET gearsync__lost = 1;
   IF CAST(CONCAT('test_safe:', NEW.`id`) AS BINARY) <=> CAST(CONCAT('test_safe:', OLD.`id`) AS BINARY) THEN
-    INSERT INTO `gearsync`.`outbox` (`source`, `k`, `old_k`, `op`, `row`, `ver`)
-      VALUES ('test.test_safe', CONCAT('test_safe:', NEW.`id`), NULL, 'update', JSON_OBJECT('name', NEW.`name`), gearsync_seq());
-    DO gearsync_send('gearsync', LAST_INSERT_ID(), LAST_INSERT_ID());
+    BEGIN
+      DECLARE CONTINUE HANDLER FOR 1146, 1049, 1054, 1136, 1364, 1048, 1366, 1406, 1264, 1265, 1292, 1142, 1143, 1062, 167, 1114, 1305, 1122, 1123, 1126, 1128 BEGIN END;
+      INSERT INTO `gearsync`.`outbox` (`source`, `k`, `old_k`, `op`, `row`, `ver`)
+        VALUES ('test.test_safe', CONCAT('test_safe:', NEW.`id`), NULL, 'update', JSON_OBJECT('name', NEW.`name`), gearsync_seq());
+      DO gearsync_send('gearsync', LAST_INSERT_ID(), LAST_INSERT_ID());
+    END;
   ELSEIF NOT EXISTS (SELECT 1 FROM `test`.`test_safe` WHERE `id` = OLD.`id` AND BINARY `id` = BINARY OLD.`id`) THEN
-    INSERT INTO `gearsync`.`outbox` (`source`, `k`, `old_k`, `op`, `row`, `ver`)
-      VALUES ('test.test_safe', CONCAT('test_safe:', NEW.`id`), CONCAT('test_safe:', OLD.`id`), 'update', JSON_OBJECT('name', NEW.`name`), gearsync_seq());
-    DO gearsync_send('gearsync', LAST_INSERT_ID(), LAST_INSERT_ID());
+    BEGIN
+      DECLARE CONTINUE HANDLER FOR 1146, 1049, 1054, 1136, 1364, 1048, 1366, 1406, 1264, 1265, 1292, 1142, 1143, 1062, 167, 1114, 1305, 1122, 1123, 1126, 1128 BEGIN END;
+      INSERT INTO `gearsync`.`outbox` (`source`, `k`, `old_k`, `op`, `row`, `ver`)
+        VALUES ('test.test_safe', CONCAT('test_safe:', NEW.`id`), CONCAT('test_safe:', OLD.`id`), 'update', JSON_OBJECT('name', NEW.`name`), gearsync_seq());
+      DO gearsync_send('gearsync', LAST_INSERT_ID(), LAST_INSERT_ID());
+    END;
   END IF;
 END$$
 DELIMITER ;
@@ -156,11 +161,12 @@ DROP TRIGGER IF EXISTS `test`.`test_safe_gearsync_ad`;
 DELIMITER $$
 CREATE TRIGGER `test`.`test_safe_gearsync_ad` AFTER DELETE ON `test`.`test_safe` FOR EACH ROW
 BEGIN
-  DECLARE gearsync__lost INT DEFAULT 0;
-  DECLARE CONTINUE HANDLER FOR 1146, 1049, 1054, 1136, 1364, 1048, 1366, 1406, 1264, 1265, 1292, 1142, 1143, 1062, 167, 1114, 1305, 1122, 1123, 1126, 1128 SET gearsync__lost = 1;
-  INSERT INTO `gearsync`.`outbox` (`source`, `k`, `old_k`, `op`, `row`, `ver`)
-    VALUES ('test.test_safe', CONCAT('test_safe:', OLD.`id`), NULL, 'delete', NULL, gearsync_seq());
-  DO gearsync_send('gearsync', LAST_INSERT_ID(), LAST_INSERT_ID());
+  BEGIN
+    DECLARE CONTINUE HANDLER FOR 1146, 1049, 1054, 1136, 1364, 1048, 1366, 1406, 1264, 1265, 1292, 1142, 1143, 1062, 167, 1114, 1305, 1122, 1123, 1126, 1128 BEGIN END;
+    INSERT INTO `gearsync`.`outbox` (`source`, `k`, `old_k`, `op`, `row`, `ver`)
+      VALUES ('test.test_safe', CONCAT('test_safe:', OLD.`id`), NULL, 'delete', NULL, gearsync_seq());
+    DO gearsync_send('gearsync', LAST_INSERT_ID(), LAST_INSERT_ID());
+  END;
 END$$
 DELIMITER ;
 -- END gearsync safe mode
