@@ -71,3 +71,33 @@ def test_version_key_memory_is_small(own_redis: RedisServer) -> None:
     r.flushall()
     _apply(own_redis.url, [VersionedChange(b"test_safe:123456", 987654321, b"some name")])
     assert r.memory_usage(version_key(b"test_safe:123456")) <= 96
+
+
+def test_mark_applied_writes_each_table_at_most_every_half_second(own_redis: RedisServer) -> None:
+    """`status` reads the last apply per table from gearsync:applied; the worker notes it at
+    most every MARK_EVERY s per table, not once per batch (a round trip each)."""
+    from gearsync.constants import APPLIED_AT
+    from gearsync.redis_sink import MARK_EVERY
+
+    r = own_redis.client()
+    r.flushall()
+
+    async def go() -> list[dict[bytes, bytes]]:
+        sink = RedisSink.from_url(own_redis.url)
+        try:
+            seen = []
+            await sink.mark_applied(["a.t"])
+            seen.append(r.hgetall(APPLIED_AT))
+            await sink.mark_applied(["a.t", "b.t"])  # a.t too soon: only b.t is written
+            seen.append(r.hgetall(APPLIED_AT))
+            await asyncio.sleep(MARK_EVERY + 0.05)
+            await sink.mark_applied(["a.t"])
+            seen.append(r.hgetall(APPLIED_AT))
+            return seen
+        finally:
+            await sink.close()
+
+    first, second, third = asyncio.run(go())
+    assert set(first) == {b"a.t"}
+    assert set(second) == {b"a.t", b"b.t"} and second[b"a.t"] == first[b"a.t"]
+    assert float(third[b"a.t"]) >= float(first[b"a.t"]) + MARK_EVERY
