@@ -19,29 +19,11 @@ cd "$(dirname "$0")/.."
 VENV=${VENV:-.venv}
 BASE_IMAGE=${GEARSYNC_BASE_IMAGE:-localhost/gearsync-base:bookworm}
 LOCAL_BASE=localhost/gearsync-base:bookworm
-DROPIN=/etc/containers/containers.conf.d/50-gearsync.conf
 
 say() { echo "gearsync containers-setup: $*"; }
 die() { echo "gearsync containers-setup: $*" >&2; exit 1; }
 
-apt_install() {
-  local missing=() p
-  for p in "$@"; do
-    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || missing+=("$p")
-  done
-  [ ${#missing[@]} -eq 0 ] && return 0
-  [ "$(id -u)" = 0 ] || die "missing Debian packages: ${missing[*]}; run as root: apt-get install -y ${missing[*]}"
-  say "installing ${missing[*]}"
-  export DEBIAN_FRONTEND=noninteractive
-  local policy_made=
-  if [ ! -e /usr/sbin/policy-rc.d ]; then
-    printf '#!/bin/sh\nexit 101\n' > /usr/sbin/policy-rc.d && chmod +x /usr/sbin/policy-rc.d
-    policy_made=1
-  fi
-  apt-get update -qq
-  apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
-  if [ -n "$policy_made" ]; then rm -f /usr/sbin/policy-rc.d; fi
-}
+. scripts/podman-lib.sh
 
 if [ "${1:-}" = "--systemd-only" ]; then
   command -v systemd-analyze >/dev/null || apt_install systemd
@@ -81,19 +63,7 @@ if ! podman image exists "$BASE_IMAGE"; then
 fi
 
 # -- 3. probe
-probe() { podman run --rm --network host "$BASE_IMAGE" true 2>&1; }
-if ! out=$(probe); then
-  if grep -q 'rlimit' <<<"$out" && [ ! -e "$DROPIN" ]; then
-    say "this kernel refuses podman's default ulimits; writing $DROPIN (default_ulimits = [])"
-    mkdir -p "$(dirname "$DROPIN")"
-    printf '%s\n' "# gearsync (scripts/containers-setup.sh): containers keep the host's ulimits; raising" \
-      "# RLIMIT_NOFILE fails here (\"error setting rlimit type 7: operation not permitted\")." \
-      "[containers]" "default_ulimits = []" > "$DROPIN"
-    out=$(probe) || die "a container does not start even with $DROPIN: $out"
-  else
-    die "a container does not start: $out"
-  fi
-fi
+podman_probe "$BASE_IMAGE"
 
 # -- 4. extra CA certificates for the worker's build stage
 for crt in /usr/local/share/ca-certificates/*.crt; do

@@ -7,7 +7,7 @@
 #      GEARSYNC_MYSQL_BASE_IMAGE=debian:sid pulls one instead.
 #   3. A probe container; where the kernel refuses to raise RLIMIT_NOFILE, podman's default
 #      ulimits are turned off (/etc/containers/containers.conf.d/50-gearsync.conf), as
-#      scripts/containers-setup.sh does.
+#      scripts/containers-setup.sh does (both through scripts/podman-lib.sh).
 #   4. $GEARSYNC_MYSQL_IMAGE (default localhost/gearsync-mysql:sid) from
 #      containers/mysql/Containerfile: mysql-server, libmysqlclient-dev, gcc, libgearman-dev.
 #      The image is labelled with the Containerfile's hash and rebuilt only when it changed.
@@ -19,10 +19,10 @@ IMAGE=${GEARSYNC_MYSQL_IMAGE:-localhost/gearsync-mysql:sid}
 LOCAL_BASE=localhost/gearsync-base:sid
 BASE_IMAGE=${GEARSYNC_MYSQL_BASE_IMAGE:-$LOCAL_BASE}
 CONTAINERFILE=containers/mysql/Containerfile
-DROPIN=/etc/containers/containers.conf.d/50-gearsync.conf
 
 say() { echo "gearsync mysql-image: $*"; }
 die() { echo "gearsync mysql-image: $*" >&2; exit 1; }
+. scripts/podman-lib.sh
 
 recipe=$(sha256sum "$CONTAINERFILE" | cut -c1-16)
 if command -v podman >/dev/null 2>&1 && podman image exists "$IMAGE" 2>/dev/null \
@@ -32,16 +32,7 @@ fi
 [ "$(id -u)" = 0 ] || die "run as root: the MySQL test server runs in a rootful Podman container"
 
 # -- 1. packages
-missing=()
-for p in podman runc debootstrap; do
-  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || missing+=("$p")
-done
-if [ ${#missing[@]} -gt 0 ]; then
-  say "installing ${missing[*]}"
-  export DEBIAN_FRONTEND=noninteractive
-  apt-get update -qq
-  apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
-fi
+apt_install podman runc debootstrap
 
 # -- 2. base image
 if ! podman image exists "$BASE_IMAGE"; then
@@ -66,19 +57,7 @@ if ! podman image exists "$BASE_IMAGE"; then
 fi
 
 # -- 3. probe
-probe() { podman run --rm --network host "$BASE_IMAGE" true 2>&1; }
-if ! out=$(probe); then
-  if grep -q 'rlimit' <<<"$out" && [ ! -e "$DROPIN" ]; then
-    say "this kernel refuses podman's default ulimits; writing $DROPIN (default_ulimits = [])"
-    mkdir -p "$(dirname "$DROPIN")"
-    printf '%s\n' "# gearsync: containers keep the host's ulimits; raising RLIMIT_NOFILE fails here" \
-      "# (\"error setting rlimit type 7: operation not permitted\")." \
-      "[containers]" "default_ulimits = []" > "$DROPIN"
-    out=$(probe) || die "a container does not start even with $DROPIN: $out"
-  else
-    die "a container does not start: $out"
-  fi
-fi
+podman_probe "$BASE_IMAGE"
 
 # -- 4. the MySQL image
 say "building $IMAGE from $CONTAINERFILE (mysql-server from Debian unstable, a few minutes)"
