@@ -35,7 +35,8 @@
  * a route goes to the connection that owns (route % N): server (route % N)
  * while it is connected, else the next connected one in ring order; a
  * record without a route goes to whichever connection gathers first (the
- * first turn rotates over the connections from one pass to the next).  A
+ * connection after the one that last took such records goes first: turn by
+ * turn per batch, whatever the loop's rhythm).  A
  * batch holds one function's records for one connection.  A dead
  * connection's unacknowledged batches are queued again (their records back
  * to QUEUED, in ring order, under new unique ids) and so go to the server
@@ -387,6 +388,7 @@ static int gs_next_batch(gs_conn *c)
     gs_batch *b;
     const gs_rec *first;
     unsigned looked = 0, skipped = 0, skip_max = GS_BATCH_LOOK * S.nconn;
+    int unrouted = 0;
 
     S.seen_end = end;
     off = gs_queue_skip(&gs_q, gs_q.tail, end);
@@ -415,11 +417,14 @@ static int gs_next_batch(gs_conn *c)
             r->state = GS_REC_SENT;
             b->offs[b->n++] = (uint32_t)off;
             b->payload += r->plen;
+            unrouted |= r->route == 0;
         }
         off = gs_queue_skip(&gs_q, off + r->size, end);
     }
     S.batched += b->n;
     c->icount++;
+    if (S.spread && unrouted) /* the next records without a route: the next connection */
+        S.turn = (ci + 1) % S.nconn;
     if (gs_encode(c, b) == 0)
         gs_disconnect(c, "dropped: out of memory for a batch");
     return 1;
@@ -623,9 +628,8 @@ static void *gs_sender_main(void *arg)
         if (S.spread)
             gs_owners();
         live = 0;
-        /* spread: the first turn rotates, so that records without a route
-           (taken by whichever connection gathers first) go to all */
-        S.turn = S.nconn > 0 ? (S.turn + 1) % S.nconn : 0;
+        /* spread: S.turn (moved on by gs_next_batch when a connection took
+           records without a route) goes first, so that those go to all */
         for (k = 0; k < S.nconn && !again; k++) {
             gs_conn *c = &S.conn[(S.turn + k) % S.nconn];
             if (c->fd < 0)
