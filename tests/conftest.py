@@ -69,12 +69,16 @@ def stack(udf_so: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[St
 
 @pytest.fixture
 def mysql(stack: Stack) -> Iterator[Any]:
-    """An autocommit PyMySQL connection; test.test emptied before the test."""
+    """An autocommit PyMySQL connection; test.test emptied before the test (its delete records
+    acknowledged by gearmand)."""
     assert stack.mysql is not None
     conn = stack.mysql.connect()
     with conn.cursor() as cur:
         cur.execute("SELECT gman_servers_set(%s)", (stack.gearman_servers,))
         cur.execute("DELETE FROM test.test")
+        # the deletes' records leave through the sender thread: wait until gearmand holds them,
+        # so the worker fixture's drain sees them queued instead of after its FLUSHALL (seen in CI)
+        cur.execute("SELECT gearsync_send_flush()")
     yield conn
     conn.close()
 
