@@ -14,8 +14,8 @@ import time
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-BENCHES = ["trigger_cost", "write_cost", "flush_switch", "udf_cost", "drain", "latency", "backfill",
-           "outbox_shape"]
+BENCHES = ["trigger_cost", "write_cost", "write_drain", "flush_switch", "udf_cost", "drain", "latency",
+           "backfill", "outbox_shape"]
 
 
 def main(argv: list[str]) -> int:

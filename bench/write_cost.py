@@ -6,7 +6,8 @@ bench/flush_switch.py for why that matters); doublewrite stays at its default (o
 One server per setting (MariaDB, or MySQL with `make bench-mysql`), one connection of its C
 client per measurement, no worker (jobs queue in gearmand: the database side alone).
 
-Tables: no trigger [the baseline of every ratio], the direct trigger (`gearsync_send(
+Tables: no trigger [the baseline of every ratio], the floor (a row trigger whose body only
+sets a user variable: what the server charges for running any trigger), the direct trigger (`gearsync_send(
 'syncToRedis', udf_json_object(...))`, like sql/install.sql's test.test), the safe trigger
 (outbox row naming the row by its primary key + `gearsync_send` doorbell, as `gearsync install`
 makes it with gearsync.triggers.safe_triggers), and the seed's
@@ -119,10 +120,13 @@ def measure(report: Report, flush: int, old_so: str) -> None:
         report.note(f"{setting}: server started with innodb_flush_log_at_trx_commit={got[0]}, "
                     f"innodb_doublewrite={got[1]}")
         m.execute("CREATE DATABASE IF NOT EXISTS bench")
-        for t in ("plain", "direct", "safe", "seed"):
+        for t in ("plain", "floor", "direct", "safe", "seed"):
             m.execute(f"CREATE TABLE bench.{t} (id INT PRIMARY KEY, name VARCHAR(255)) "
                       "ENGINE=InnoDB DEFAULT CHARSET=utf8mb4")
         for ev, row in (("INSERT", "NEW"), ("UPDATE", "NEW")):
+            # the floor: what the server charges for running any row trigger at all
+            m.execute(f"CREATE TRIGGER bench.floor_{ev[0]} AFTER {ev} ON bench.floor FOR EACH ROW "
+                      f"SET @gs_bench_x = {row}.id")
             m.execute(f"CREATE TRIGGER bench.direct_{ev[0]} AFTER {ev} ON bench.direct FOR EACH ROW "
                       f"DO gearsync_send('syncToRedis', udf_json_object({row}.id AS id, {row}.name AS name))")
             m.execute(f"CREATE TRIGGER bench.seed_{ev[0]} AFTER {ev} ON bench.seed FOR EACH ROW "
@@ -132,6 +136,7 @@ def measure(report: Report, flush: int, old_so: str) -> None:
             m.execute(stmt)
         variants = [  # (label, table, library of gearsync_send)
             ("no trigger", "bench.plain", "gearsync_udf.so"),
+            ("floor: a trigger that only sets a variable", "bench.floor", "gearsync_udf.so"),
             ("direct, new sender", "bench.direct", "gearsync_udf.so"),
             ("safe, new sender", "bench.safe", "gearsync_udf.so"),
             ("seed recipe (gman_do_background)", "bench.seed", "gearsync_udf.so"),
