@@ -134,7 +134,10 @@ def start_stack(name: str) -> Stack:
     """A stack under .run/bench-<name> with sql/install.sql applied (UDFs from build/)."""
     base = ROOT / ".run" / f"bench-{name}"
     subprocess.run(["rm", "-rf", str(base)], check=True)
-    stack = Stack(base_dir=base).start()
+    stack = Stack(base_dir=base)
+    if os.environ.get("LINGER_US") and stack.mysql is not None:  # the library's linger_us, to compare
+        stack.mysql.udf_config = {"linger_us": os.environ["LINGER_US"]}
+    stack.start()
     stack.install_sql()
     return stack
 

@@ -9,10 +9,14 @@ outbox + doorbell); after each, the bench waits until Redis holds every key. Rep
 writer's rows/s, the time until the last key arrived, and the CPU per row (user + system, from
 /proc) of the database server, gearmand, the worker and Redis, counted from the first
 statement to the last key.
+
+LINGER_US=<µs> sets the library's linger_us (gearsync_udf.cnf) and GEARMAND_THREADS=<n>
+gearmand's --threads (the test stack's default: 2), to compare settings run against run.
 """
 
 from __future__ import annotations
 
+import os
 import shutil
 import time
 
@@ -31,12 +35,16 @@ def main() -> None:
     stack = Stack(base_dir=base, durable=True)
     assert stack.mysql is not None
     stack.mysql.extra_args = ["--innodb-flush-log-at-trx-commit=1"]
+    stack.gearmand.threads = int(os.environ.get("GEARMAND_THREADS", stack.gearmand.threads))
+    if os.environ.get("LINGER_US"):
+        stack.mysql.udf_config = {"linger_us": os.environ["LINGER_US"]}
     stack.start()
     try:
         stack.install_sql()
         m = stack.mysql
         got = m.execute("SELECT @@innodb_flush_log_at_trx_commit")[0][0]
-        report.note(f"server started with innodb_flush_log_at_trx_commit={got}")
+        report.note(f"server started with innodb_flush_log_at_trx_commit={got}; gearmand --threads "
+                    f"{stack.gearmand.threads}")
         m.execute("CREATE DATABASE IF NOT EXISTS bench")
         m.execute("CREATE TABLE bench.plain (id INT PRIMARY KEY, name VARCHAR(255)) "
                   "ENGINE=InnoDB DEFAULT CHARSET=utf8mb4")

@@ -22,6 +22,12 @@
  *                             (default off)
  *   queue_mib = 16            gearsync_send's queue: records queued or not
  *                             yet acknowledged by gearmand (1..1024 MiB)
+ *   linger_us = 0             gearsync_send: a job carrying fewer than a
+ *                             full batch waits until this long after the
+ *                             connection's previous job (0..10000 us), so
+ *                             rows arriving close together share one job:
+ *                             less gearmand and worker CPU per row, up to
+ *                             this much more latency; 0 (default): none
  *   spread = on|off           on: gearsync_send keeps a connection to every
  *                             server of the default list and sends each
  *                             record to server (route hash % N), failing
@@ -65,6 +71,7 @@ static pthread_once_t gs_config_once = PTHREAD_ONCE_INIT;
 static int gs_locked;
 static int gs_spread;
 static size_t gs_queue_bytes = (size_t)GS_QUEUE_MIB_DEFAULT << 20;
+static long gs_linger_us = GS_LINGER_US_DEFAULT;
 static unsigned char gs_secret[GS_SECRET_MAX];
 static size_t gs_secret_len;
 
@@ -208,6 +215,12 @@ static int gs_config_apply(const char *key, const char *value,
         gs_queue_bytes = (size_t)ms << 20;
         return 0;
     }
+    if (strcmp(key, "linger_us") == 0) {
+        if (gs_parse_long(value, 0, GS_LINGER_US_MAX, &ms))
+            return -1;
+        gs_linger_us = ms;
+        return 0;
+    }
     if (strcmp(key, "lock") == 0 || strcmp(key, "spread") == 0) {
         int *flag = key[0] == 'l' ? &gs_locked : &gs_spread;
         if (strcmp(value, "on") == 0)
@@ -340,14 +353,15 @@ static void gs_config_read(void)
     gs_servers_lookup(NULL, list, sizeof list);
     gs_log("gearsync_udf " GEARSYNC_VERSION ": config %s (%s); servers %.1024s "
            "from %s; timeout %d ms from %s, do_timeout %d ms from %s; lock "
-           "%s; jobs %s; gearsync_send %s",
+           "%s; jobs %s; gearsync_send %s, linger %ld us",
            o.path[0] ? o.path : "(no path)", o.file, list, o.servers,
            gs_timeout_get(GS_TIMEOUT_BG), o.timeout,
            gs_timeout_get(GS_TIMEOUT_FG), o.do_timeout,
            gs_locked ? "on" : "off",
            gs_secret_len ? "signed (HMAC-SHA256)" : "unsigned",
            gs_spread ? "spreads over the list (spread on)"
-                     : "uses the first reachable server");
+                     : "uses the first reachable server",
+           gs_linger_us);
 }
 
 void gs_config_load(void)
@@ -365,6 +379,12 @@ size_t gs_config_queue_bytes(void)
 {
     gs_config_load();
     return gs_queue_bytes;
+}
+
+long gs_config_linger_us(void)
+{
+    gs_config_load();
+    return gs_linger_us;
 }
 
 int gs_config_spread(void)

@@ -36,5 +36,10 @@ int gs_config_spread(void) GS_HIDDEN;
 size_t gs_config_secret(const unsigned char **key) GS_HIDDEN;
 /* The size of gearsync_send's queue, bytes. */
 size_t gs_config_queue_bytes(void) GS_HIDDEN;
+/* gearsync_send's linger: after a job, how long records wait for company
+   before the next small one goes out, microseconds (0 = none). */
+#define GS_LINGER_US_DEFAULT 0
+#define GS_LINGER_US_MAX 10000
+long gs_config_linger_us(void) GS_HIDDEN;
 
 #endif /* GEARSYNC_GS_CONFIG_H */

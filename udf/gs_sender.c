@@ -19,7 +19,10 @@
  *     payload per record, HMAC when a secret is set) and whose unique id is
  *     the batch's ("gs-<nonce>-<batch>"); nothing waits when idle, so a lone
  *     row goes out at once, and rows arriving while a batch is in flight
- *     batch up;
+ *     batch up -- unless linger_us (gs_config.c) is set: then a batch of
+ *     fewer than GS_BATCH_RECORDS waits until linger after the
+ *     connection's previous one (never while a flush waits or the library
+ *     unloads), so rows a little apart share a job;
  *   - reads JOB_CREATED / ERROR answers (gearmand answers in order): the
  *     oldest batch is done, its records are freed from the ring;
  *   - a dead connection -- EOF or an error on read (the socket is polled
@@ -82,6 +85,7 @@
 #include <sys/eventfd.h>
 #include <sys/random.h>
 #include <sys/socket.h>
+#include <time.h>
 #include <unistd.h>
 
 #define GS_REQ_SUBMIT_JOB_BG 18
@@ -116,6 +120,7 @@ typedef struct {
     size_t rlen;
     gs_batch inflight[GS_SENDER_INFLIGHT]; /* ring of unacknowledged batches */
     unsigned ihead, icount;
+    uint64_t last_ns;            /* when its last new batch was made */
 } gs_conn;
 
 enum { GS_SENDER_OFF = 0, GS_SENDER_RUNNING = 1, GS_SENDER_FAILED = 2 };
@@ -139,6 +144,9 @@ static struct {
     unsigned turn;               /* spread: the connection that goes first */
     uint64_t batched;            /* records put into batches (re-sends not counted) */
     size_t seen_end;             /* the queue's head when it was last looked at */
+    uint64_t linger_ns;          /* linger_us (read once, at start) */
+    int hold;                    /* this pass: small batches may linger */
+    int lingering;               /* this pass: a connection holds records back */
     uint64_t nonce, batches;
     gs_hmac_key key;
     int sign;
@@ -423,6 +431,7 @@ static int gs_next_batch(gs_conn *c)
     }
     S.batched += b->n;
     c->icount++;
+    c->last_ns = gs_now_ns();
     if (S.spread && unrouted) /* the next records without a route: the next connection */
         S.turn = (ci + 1) % S.nconn;
     if (gs_encode(c, b) == 0)
@@ -557,8 +566,16 @@ static int gs_conn_turn(gs_conn *c, uint64_t now, uint64_t tmo_ns,
     if (!c->quiet && gs_read(c) != 0)
         return -1;
     c->quiet = 0;
-    while (c->fd >= 0 && c->icount < GS_SENDER_INFLIGHT && gs_next_batch(c))
-        ;
+    if (S.hold && c->icount < GS_SENDER_INFLIGHT && now < c->last_ns + S.linger_ns) {
+        /* linger: the records queued so far would make a small job; let
+           them gather until linger after this connection's last one */
+        S.lingering = 1;
+        if (c->last_ns + S.linger_ns - now < *wait_ns)
+            *wait_ns = c->last_ns + S.linger_ns - now;
+    } else {
+        while (c->fd >= 0 && c->icount < GS_SENDER_INFLIGHT && gs_next_batch(c))
+            ;
+    }
     if (c->fd < 0 || gs_write(c) != 0)
         return -1;
     if (c->icount == 0)
@@ -627,6 +644,11 @@ static void *gs_sender_main(void *arg)
         }
         if (S.spread)
             gs_owners();
+        /* linger only for what makes small jobs, never while a flush
+           waits or the library unloads */
+        S.hold = S.linger_ns > 0 && stop_deadline == 0 && st.waiters == 0 &&
+                 st.accepted - S.batched < GS_BATCH_RECORDS;
+        S.lingering = 0;
         live = 0;
         /* spread: S.turn (moved on by gs_next_batch when a connection took
            records without a route) goes first, so that those go to all */
@@ -647,6 +669,13 @@ static void *gs_sender_main(void *arg)
         if (live > 0 && room == 0 && queued) {
             /* every window full, records queued behind: a new record changes
                nothing, no wakeup wanted */
+        } else if (S.lingering) {
+            /* records wait for company until the linger ends (wait_ns); a
+               new record needs no wakeup, a flush's kick does */
+            pfd[nfds].fd = gs_wake_fd;
+            pfd[nfds].events = POLLIN;
+            pconn[nfds] = NULL;
+            nfds++;
         } else if (live > 0 || st.pending == 0) {
             if (!gs_queue_sleep(&gs_q, live > 0 ? S.seen_end : st.head))
                 continue; /* records arrived meanwhile */
@@ -672,8 +701,14 @@ static void *gs_sender_main(void *arg)
             pconn[nfds] = c;
             nfds++;
         }
-        rc = poll(pfd, nfds,
-                  wait_ns == UINT64_MAX ? -1 : (int)((wait_ns + 999999) / 1000000));
+        if (wait_ns == UINT64_MAX) {
+            rc = ppoll(pfd, nfds, NULL, NULL);
+        } else {
+            struct timespec ts;
+            ts.tv_sec = (time_t)(wait_ns / 1000000000ULL);
+            ts.tv_nsec = (long)(wait_ns % 1000000000ULL);
+            rc = ppoll(pfd, nfds, &ts, NULL);
+        }
         if (rc < 0) {
             if (errno != EINTR)
                 gs_log("gearsync_send: poll failed: %s", strerror(errno));
@@ -743,6 +778,7 @@ static int gs_sender_start(void)
     if (S.sign)
         gs_hmac_key_init(&S.key, secret, slen);
     S.spread = gs_config_spread();
+    S.linger_ns = (uint64_t)gs_config_linger_us() * 1000ULL;
     gs_route_refresh(&S.route, NULL);
     S.nconn = S.spread ? S.route.count : 1;
     /* the thread takes no signal of mysqld's */

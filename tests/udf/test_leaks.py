@@ -3,6 +3,7 @@ thousands of trigger-like calls from several threads, with server-list changes (
 rebuilds), JSON buffers of every size and failed submits."""
 from __future__ import annotations
 
+import os
 import threading
 
 from conftest import Gearmand, free_port
@@ -44,5 +45,10 @@ def test_rss_flat(gearmand_factory) -> None:
         rss.append(rss_kb())
     call_once("gman_servers_set", Arg(a.address.encode(), const=True))
     print("RSS per round (kB):", rss)
+    if "libasan" in os.environ.get("LD_PRELOAD", ""):
+        # `make fuzz`: ASan's quarantine and shadow memory move RSS by megabytes on their own
+        # (this failed there on a library that passes without ASan); the calls above still
+        # ran under ASan, and leaks are LeakSanitizer's and valgrind's job there
+        return
     # after the first round (allocator warm-up), 4 x 6000 more calls: < 1 MiB
     assert max(rss[1:]) - rss[1] < 1024, rss
