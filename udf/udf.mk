@@ -89,8 +89,8 @@ udf-clean:
 # make fuzz       the hypothesis fuzz of every UDF (tests/udf/test_fuzz.py) against
 #                 the ASan build, FUZZ_EXAMPLES per function (default 5000), plus the
 #                 rest of tests/udf under ASan.  The ASan runtime is LD_PRELOADed into
-#                 Python; leak checking is off there (Python's own allocations), see
-#                 README "The UDF library" for the valgrind run.
+#                 Python; leak checking is off there (Python's own allocations);
+#                 tests/udf/test_valgrind.py runs memcheck on the normal build.
 ASAN_BUILD ?= $(BUILD)/asan
 ASAN_FLAGS := -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
 FUZZ_EXAMPLES ?= 5000
