@@ -91,6 +91,9 @@ def test_spread_over_two_gearmand_one_killed_mid_stream(spread_db: tuple[SqlServ
             lost_bound = stream.writes - paused_from + 10  # direct records written since the pause
             w.signal(signal.SIGCONT)
             stream.until(600)
+        except BaseException:
+            w.stop()  # the failure below the pause must not leave a worker behind
+            raise
         finally:
             stream.finish()
             w.signal(signal.SIGCONT)
