@@ -31,8 +31,7 @@ from .constants import OUTBOX_SCHEMA, OUTBOX_TABLE
 from .changes import OutboxRow
 from .quoting import qualified
 
-__all__ = ["Outbox", "OutboxError", "doorbell_id", "OUTBOX_DDL", "OUTBOX_STATEMENTS", "upgrade_statements",
-           "ensure", "record_installed", "installed", "ADDED_COLUMNS"]
+__all__ = ["Outbox", "OutboxError", "OUTBOX_DDL", "OUTBOX_STATEMENTS", "upgrade_statements", "ensure", "record_installed", "installed", "ADDED_COLUMNS"]
 
 log = logging.getLogger(__name__)
 
@@ -147,19 +146,6 @@ _COLUMNS = ("`id`, `k`, `old_k`, `op`, `row`, `source`, `pk`, `ver`, "
             "TIMESTAMPDIFF(MICROSECOND, `created`, NOW(6)) / 1e6")
 _LOCK_WAIT_TIMEOUT = 1205
 _DEADLOCK = 1213
-
-
-def doorbell_id(version: int, payload: bytes) -> int:
-    """The outbox id a doorbell record names: its payload (``gman_do_background`` doorbells, and
-    triggers installed before the doorbell moved into the INSERT: the id in decimal), or, when
-    the payload is empty, the record's version (the triggers of
-    :func:`gearsync.triggers.safe_triggers` insert the row with ``id = gearsync_send('gearsync',
-    '')``, the version that call returned)."""
-    if payload:
-        return int(payload)
-    if version <= 0:
-        raise ValueError("an empty doorbell without a version")
-    return version
 
 
 class OutboxError(Exception):

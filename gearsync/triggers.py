@@ -6,14 +6,9 @@ UPDATE / DELETE triggers. Each trigger, in the writer's own transaction:
 1. inserts one row into ``gearsync.outbox``: the source table, the Redis key (the config's
    key template rendered in SQL), the old key when an UPDATE changed it, the op, the row's
    primary key (``JSON_ARRAY``, binary parts as hex) and its version ``gearsync_seq()``;
-2. rings gearmand in the same statement: the row's ``id`` is
-   ``COALESCE(gearsync_send('gearsync', ''), gearsync_seq())`` — the version of the doorbell
-   record just queued, which names the row (``gearsync_seq()`` when the sender's queue is
-   full: the sweeper finds the row) — and ``ver`` is that id. One statement instead of an
-   INSERT and a ``DO``: a trigger statement costs a bulk INSERT about 4 µs a row. (With the
-   ``gman_do_background`` doorbell it stays ``DO gman_do_background('gearsync',
-   LAST_INSERT_ID(), …)`` after an auto-increment INSERT.) The application's own
-   ``LAST_INSERT_ID()`` is never touched.
+2. rings gearmand: ``gearsync_send('gearsync', <outbox id>, <outbox id>)`` (``LAST_INSERT_ID()``
+   inside a trigger is the outbox id, and the application's own ``LAST_INSERT_ID()`` is
+   restored when the trigger ends).
 
 The worker reads the committed row by its primary key and maps it (gearsync.mapping). A
 trigger names only key and primary-key columns: adding, dropping, renaming or retyping any
@@ -144,9 +139,8 @@ def safe_triggers(
     """The DROP/CREATE TRIGGER statements of one table, each a single SQL statement.
 
     Each trigger inserts one outbox row in the writer's transaction — source, Redis key, the
-    old key when an UPDATE changed it, op, and its version — and rings gearmand: with
-    ``gearsync_send`` in the same INSERT (the row's id and version are the doorbell record's
-    version), with ``gman_do_background`` by a second statement ``(function, id, id)``. With ``pk`` ((column, kind) pairs of the primary
+    old key when an UPDATE changed it, op, and the version ``gearsync_seq()`` — then rings
+    gearmand with ``(function, id, id)``. With ``pk`` ((column, kind) pairs of the primary
     key: what ``gearsync install`` generates) the row is named by its primary key and the
     worker reads the committed row itself, so the trigger mentions no value column: DDL on
     other columns cannot break it, and no value passes through SQL's JSON. Without it the
@@ -174,21 +168,13 @@ def safe_triggers(
         new_key, old_key = key_expr("NEW", key_template), key_expr("OLD", key_template)
     else:
         new_key, old_key = _key_expr("NEW", key_columns, prefix), _key_expr("OLD", key_columns, prefix)
-    folded = doorbell == "gearsync_send"
-    if folded:
-        # the doorbell is the id: one statement a row (each costs a bulk INSERT ~4 µs)
-        ring = ""
-        first, ident, ver = ("`id`, ", f"COALESCE(gearsync_send({quote_string(function)}, ''), gearsync_seq()), ",
-                             "`id`")
-    else:
-        ring = f"  DO {doorbell}({quote_string(function)}, LAST_INSERT_ID(), LAST_INSERT_ID());\n"
-        first, ident, ver = "", "", "gearsync_seq()"
+    ring = f"  DO {doorbell}({quote_string(function)}, LAST_INSERT_ID(), LAST_INSERT_ID());\n"
     if pk:
-        cols = f"{_qualified(*outbox)} ({first}`source`, `k`, `old_k`, `op`, `pk`, `ver`)"
+        cols = f"{_qualified(*outbox)} (`source`, `k`, `old_k`, `op`, `pk`, `ver`)"
         new_row = pk_expr("NEW", pk)
         still_there = _old_row_still_there([c for c, _ in pk])
     else:
-        cols = f"{_qualified(*outbox)} ({first}`source`, `k`, `old_k`, `op`, `row`, `ver`)"
+        cols = f"{_qualified(*outbox)} (`source`, `k`, `old_k`, `op`, `row`, `ver`)"
         new_row = _row_expr("NEW", value_columns)
         still_there = _old_row_still_there(key_columns)
 
@@ -206,8 +192,8 @@ def safe_triggers(
         else:
             catch = " BEGIN END"
         return (f"{indent}BEGIN\n{_handler(OUTBOX_ERRORS, catch, inner)}"
-                f"{inner}INSERT INTO {cols}\n{inner}  VALUES ({ident}{source}, {key}, {old}, '{op}', {row}, "
-                f"{ver});\n{inner + ring.lstrip() if ring else ''}{indent}END;\n")
+                f"{inner}INSERT INTO {cols}\n{inner}  VALUES ({source}, {key}, {old}, '{op}', {row}, "
+                f"gearsync_seq());\n{inner}{ring.lstrip()}{indent}END;\n")
 
     return _triggers(schema, table, {
         "insert": insert(new_key, "NULL", "insert", new_row),
@@ -303,7 +289,7 @@ def install_section() -> str:
     return "\n".join([
         INSTALL_BEGIN,
         "-- The outbox: one row per change of a safe-mode table, written by its triggers in the",
-        "-- writer's transaction; id = ver is the change's version (gearsync_send's). gearsync workers",
+        "-- writer's transaction; ver (gearsync_seq()) is the change's version. gearsync workers",
         "-- delete applied rows. gearsync.installed records the tables `gearsync install` set up.",
         render_script(OUTBOX_STATEMENTS).rstrip("\n"),
         "-- Columns added since the first release, for an outbox made before them (a procedure: the",

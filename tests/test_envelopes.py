@@ -75,25 +75,3 @@ def test_a_doorbell_envelope_rings_for_several_rows(stack: Any, safe_worker: Wor
     wait_for(lambda: redis_state(redis_client) == {f"test_safe:{i}".encode(): f"n{i}".encode() for i in range(5)}
              and execute(safe_mysql, "SELECT COUNT(*) FROM gearsync.outbox")[0][0] == 0, 10, 0.05,
              "the five rows applied through one doorbell")
-
-
-def test_doorbells_old_and_new_name_their_rows(stack: Any, safe_worker: WorkerProcess, safe_mysql: Any,
-                                               redis_client: Any) -> None:
-    """A doorbell record names its outbox row by its payload (the id in decimal: triggers made
-    before the doorbell moved into the outbox INSERT, and gman_do_background ones) or, with an
-    empty payload, by its version (today's triggers insert id = that version). One envelope of
-    each kind; a record with neither is refused, the others still apply."""
-    execute(safe_mysql, "INSERT INTO gearsync.outbox (source, k, op, `row`) VALUES "
-                        "('test.test_safe', 'test_safe:old', 'insert', %s)", (json.dumps({"name": "by id"}),))
-    old_id = execute(safe_mysql, "SELECT LAST_INSERT_ID()")[0][0]
-    new_id = 2 ** 52 + 7  # a version, as a trigger's gearsync_send returned it
-    execute(safe_mysql, "INSERT INTO gearsync.outbox (id, source, k, op, `row`, ver) VALUES "
-                        "(%s, 'test.test_safe', 'test_safe:new', 'insert', %s, %s)",
-            (new_id, json.dumps({"name": "by version"}), new_id))
-    _submit(stack, "gearsync", [encode(b"gearsync", [(0, str(old_id).encode())]),
-                                encode(b"gearsync", [(new_id, b"")]),
-                                encode(b"gearsync", [(0, b"")])])  # names nothing: refused
-    wait_for(lambda: redis_state(redis_client) == {b"test_safe:old": b"by id", b"test_safe:new": b"by version"}
-             and execute(safe_mysql, "SELECT COUNT(*) FROM gearsync.outbox")[0][0] == 0, 10, 0.05,
-             "both rows applied through their doorbells")
-    wait_for(lambda: "is not an outbox id" in safe_worker.output(), 10, 0.05, "the empty one refused")

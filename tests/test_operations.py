@@ -231,8 +231,8 @@ def test_install_again_under_writers_loses_no_change(stack: Any, ops: Any, redis
 
 def test_truncating_the_outbox_loses_no_later_change(stack: Any, safe_worker: WorkerProcess, safe_mysql: Any,
                                                     redis_client: Any) -> None:
-    """Versions come from the library's counter, not from the outbox: after TRUNCATE every
-    later change still wins over what Redis holds (the outbox ids are those versions too)."""
+    """Versions come from gearsync_seq(), not from the outbox's AUTO_INCREMENT: after TRUNCATE
+    (ids start again at 1) every later change still wins over what Redis holds."""
     m = safe_mysql
     for i in range(20):
         execute(m, "INSERT INTO test.test_safe VALUES (1, %s) ON DUPLICATE KEY UPDATE name = VALUES(name)", (f"v{i}",))
@@ -241,7 +241,7 @@ def test_truncating_the_outbox_loses_no_later_change(stack: Any, safe_worker: Wo
     execute(m, "TRUNCATE gearsync.outbox")
     execute(m, "BEGIN")
     execute(m, "UPDATE test.test_safe SET name = 'after-truncate' WHERE id = 1")
-    assert execute(m, "SELECT MAX(id) FROM gearsync.outbox")[0][0] > before  # the id is the new version
+    assert execute(m, "SELECT MAX(id) FROM gearsync.outbox")[0][0] == 1  # the ids went back
     execute(m, "COMMIT")
     converge(m, redis_client)
     assert redis_state(redis_client) == {b"test_safe:1": b"after-truncate"}

@@ -65,9 +65,9 @@ def test_values_arrive_byte_exact(safe_worker: WorkerProcess, safe_mysql: Any, r
     assert redis_state(redis_client) == {f"test_safe:{i}".encode(): n.encode() for i, n in rows}
 
 
-def test_outbox_id_is_the_doorbell_version_and_last_insert_id_untouched(stack: Stack, safe_mysql: Any) -> None:
-    """The outbox row's id and version are the doorbell record's version (one INSERT rings);
-    the application still sees its own auto-increment id, single- and multi-row."""
+def test_last_insert_id_is_the_outbox_id_inside_and_untouched_outside(stack: Stack, safe_mysql: Any) -> None:
+    """In the trigger LAST_INSERT_ID() is the outbox id (the doorbell's workload); after the
+    statement the application still sees its own auto-increment id."""
     m = safe_mysql
     _exec(m, "CREATE TABLE IF NOT EXISTS test.safe_auto (id INT AUTO_INCREMENT PRIMARY KEY, name VARCHAR(20))")
     try:
@@ -79,10 +79,8 @@ def test_outbox_id_is_the_doorbell_version_and_last_insert_id_untouched(stack: S
             cur.execute("INSERT INTO test.safe_auto (name) VALUES ('a')")
             assert cur.lastrowid == 1000
         assert _exec(m, "SELECT LAST_INSERT_ID()") == [(1000,)]
-        (ob_id, ver, k, op, row), = _exec(
-            m, "SELECT id, ver, k, op, `row` FROM gearsync.outbox WHERE source = 'test.safe_auto'")
-        assert k == b"safe_auto:1000" and op == "insert" and row == '{"name": "a"}'
-        assert ob_id == ver > 10**15  # a version (µs clock based), not an auto-increment id
+        (ob_id, k, op, row), = _exec(m, "SELECT id, k, op, `row` FROM gearsync.outbox WHERE source = 'test.safe_auto'")
+        assert ob_id != 1000 and k == b"safe_auto:1000" and op == "insert" and row == '{"name": "a"}'
         with m.cursor() as cur:  # multi-row insert: LAST_INSERT_ID is the first row's id
             cur.execute("INSERT INTO test.safe_auto (name) VALUES ('b'), ('c')")
         assert _exec(m, "SELECT LAST_INSERT_ID()") == [(1001,)]

@@ -23,7 +23,7 @@
  *   or the next live one in ring order, so one route keeps one server while
  *   the servers stay up; records without a route go to whichever server's
  *   connection is free first.  With spread off the route changes nothing
- *   (safe-mode doorbells pass none: any server will do).
+ *   (safe-mode triggers pass the outbox id there: any route will do).
  *   NULL behaviour: returns NULL -- it never raises -- only when the record
  *   was not accepted: the queue is full (gearmand unreachable or slower than
  *   the writers for long enough to fill queue_mib, 16 MiB by default; one
