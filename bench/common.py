@@ -130,13 +130,19 @@ def repeats(default: int) -> int:
     return int(os.environ.get("REPEATS", 1 if QUICK else default))
 
 
-def start_stack(name: str) -> Stack:
-    """A stack under .run/bench-<name> with sql/install.sql applied (UDFs from build/)."""
+def start_stack(name: str, *, durable: bool = False, mysqld_args: Sequence[str] = ()) -> Stack:
+    """A stack under .run/bench-<name> with sql/install.sql applied (UDFs from build/), its
+    server started with ``mysqld_args``. Settings to compare run against run, from the
+    environment: LINGER_US (the library's linger_us) and GEARMAND_THREADS (gearmand --threads)."""
     base = ROOT / ".run" / f"bench-{name}"
     subprocess.run(["rm", "-rf", str(base)], check=True)
-    stack = Stack(base_dir=base)
-    if os.environ.get("LINGER_US") and stack.mysql is not None:  # the library's linger_us, to compare
-        stack.mysql.udf_config = {"linger_us": os.environ["LINGER_US"]}
+    stack = Stack(base_dir=base, durable=durable)
+    assert stack.mysql is not None and stack.mysql.udf_config is not None
+    stack.mysql.extra_args = list(mysqld_args)
+    if os.environ.get("LINGER_US"):
+        stack.mysql.udf_config["linger_us"] = os.environ["LINGER_US"]
+    if os.environ.get("GEARMAND_THREADS"):
+        stack.gearmand.threads = int(os.environ["GEARMAND_THREADS"])
     stack.start()
     stack.install_sql()
     return stack

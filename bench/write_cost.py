@@ -14,8 +14,8 @@ makes it with gearsync.triggers.safe_triggers), and the seed's
 recipe (`gman_do_background`, waits for gearmand's answer) for reference. The direct and safe
 triggers run with the NEW sender (this tree: one sender thread, batched envelopes) and with the
 OLD one (the per-thread pipe: one job per row; the library built from the commit before
-udf/gs_sender.c was added; built in the MySQL image for MySQL), switched by DROP/CREATE FUNCTION gearsync_send ... SONAME between
-measurements in the same server.
+udf/gs_sender.c was added; built in the MySQL image for MySQL), switched by DROP/CREATE
+FUNCTION gearsync_send ... SONAME between measurements in the same server.
 
 Workloads: single-row autocommit INSERTs and UPDATEs, measured in chunks of N statements with
 every variant interleaved chunk by chunk, many rounds (medians: on a shared 2-core machine the

@@ -10,17 +10,15 @@ writer's rows/s, the time until the last key arrived, and the CPU per row (user 
 /proc) of the database server, gearmand, the worker and Redis, counted from the first
 statement to the last key.
 
-LINGER_US=<µs> sets the library's linger_us (gearsync_udf.cnf) and GEARMAND_THREADS=<n>
-gearmand's --threads (the test stack's default: 2), to compare settings run against run.
+LINGER_US=<µs> (the library's linger_us) and GEARMAND_THREADS=<n> (gearmand's --threads) compare
+settings run against run (common.start_stack).
 """
 
 from __future__ import annotations
 
-import os
-import shutil
 import time
 
-from common import CLIENT, QUICK, ROOT, SERVER, Report, Stack, WorkerProcess, mysql_client, repeats, wait_for
+from common import CLIENT, QUICK, SERVER, Report, WorkerProcess, mysql_client, repeats, start_stack, wait_for
 from write_cost import cpu_seconds
 
 N = 2_000 if QUICK else 6_000
@@ -30,18 +28,10 @@ TABLES = {"no trigger": ("bench.plain", None), "direct": ("test.test", ""), "saf
 def main() -> None:
     report = Report("write_drain", f"Single-row INSERTs with a worker draining on the same cores "
                                    f"({N:,} a round, server started with flush=1, {CLIENT} C client)")
-    base = ROOT / ".run" / "bench-write-drain"
-    shutil.rmtree(base, ignore_errors=True)
-    stack = Stack(base_dir=base, durable=True)
-    assert stack.mysql is not None
-    stack.mysql.extra_args = ["--innodb-flush-log-at-trx-commit=1"]
-    stack.gearmand.threads = int(os.environ.get("GEARMAND_THREADS", stack.gearmand.threads))
-    if os.environ.get("LINGER_US"):
-        stack.mysql.udf_config = {"linger_us": os.environ["LINGER_US"]}
-    stack.start()
+    stack = start_stack("write-drain", durable=True, mysqld_args=["--innodb-flush-log-at-trx-commit=1"])
     try:
-        stack.install_sql()
         m = stack.mysql
+        assert m is not None
         got = m.execute("SELECT @@innodb_flush_log_at_trx_commit")[0][0]
         report.note(f"server started with innodb_flush_log_at_trx_commit={got}; gearmand --threads "
                     f"{stack.gearmand.threads}")
@@ -49,7 +39,7 @@ def main() -> None:
         m.execute("CREATE TABLE bench.plain (id INT PRIMARY KEY, name VARCHAR(255)) "
                   "ENGINE=InnoDB DEFAULT CHARSET=utf8mb4")
         r = stack.redis.client()
-        log = base / "worker.log"
+        log = stack.base_dir / "worker.log"
         with WorkerProcess(stack.env(), gearmand=stack.gearmand, log_path=log) as w:
             assert w.proc is not None and m.pid is not None and stack.gearmand.pid is not None
             pids = {SERVER: m.pid, "gearmand": stack.gearmand.pid, "worker": w.proc.pid,

@@ -31,7 +31,8 @@ from .constants import OUTBOX_SCHEMA, OUTBOX_TABLE
 from .changes import OutboxRow
 from .quoting import qualified
 
-__all__ = ["Outbox", "OutboxError", "OUTBOX_DDL", "OUTBOX_STATEMENTS", "upgrade_statements", "ensure", "record_installed", "installed", "ADDED_COLUMNS"]
+__all__ = ["Outbox", "OutboxError", "OUTBOX_DDL", "OUTBOX_STATEMENTS", "upgrade_statements", "ensure",
+           "record_installed", "installed", "ADDED_COLUMNS"]
 
 log = logging.getLogger(__name__)
 

@@ -105,7 +105,8 @@ class Pipe:
             groups.setdefault(key_slot(key(item) if key else item), []).append(i)  # type: ignore[arg-type]
         return list(groups.items())
 
-    async def run(self, commands: Sequence[Sequence[Any] | bytes], slots: Sequence[int | None] | None = None) -> list[Any]:
+    async def run(self, commands: Sequence[Sequence[Any] | bytes],
+                  slots: Sequence[int | None] | None = None) -> list[Any]:
         """Send ``commands`` (each within one slot, ``slots[i]``: required by a cluster) in one
         pipelined round trip per node; the answers in order (an error answer is returned, not
         raised). Raises SinkUnavailable when Redis is unreachable, or the replicas did not

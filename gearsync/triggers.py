@@ -45,6 +45,8 @@ FUNCTION_ERRORS = (1305, 1122, 1123, 1126, 1128)
 #: trigger that went on after them would report a write the transaction no longer holds.
 OUTBOX_ERRORS = (1146, 1049, 1054, 1136, 1364, 1048, 1366, 1406, 1264, 1265, 1292, 1142, 1143, 1062, 167, 1114,
                  *FUNCTION_ERRORS)
+
+
 def _handler(errors: Sequence[int], body: str, indent: str) -> str:
     """A CONTINUE handler for ``errors`` running ``body`` (a statement, or ``BEGIN END``). A
     handler costs a writer nothing until it runs (a flag variable tested after every INSERT

@@ -25,8 +25,8 @@ from .constants import DEFAULT_TOMBSTONE_TTL
 from .keys import key_slot, version_key
 from .redis_clients import is_cluster
 
-__all__ = ["LUA", "CHUNK", "MODES", "answers", "vkey", "script_args", "pack_call", "ScriptRunner", "STALE", "APPLIED", "CORRUPT",
-           "RESERVED"]
+__all__ = ["LUA", "CHUNK", "MODES", "answers", "vkey", "script_args", "pack_call", "ScriptRunner", "STALE",
+           "APPLIED", "CORRUPT", "RESERVED"]
 
 LUA = resources.files(__package__).joinpath("versioned.lua").read_text(encoding="utf-8")
 #: Changes per EVALSHA call (all calls of a batch share one pipeline).

@@ -120,7 +120,7 @@ typedef struct {
     size_t rlen;
     gs_batch inflight[GS_SENDER_INFLIGHT]; /* ring of unacknowledged batches */
     unsigned ihead, icount;
-    uint64_t last_ns;            /* when its last new batch was made */
+    uint64_t last_ns;            /* when its last new batch was encoded */
 } gs_conn;
 
 enum { GS_SENDER_OFF = 0, GS_SENDER_RUNNING = 1, GS_SENDER_FAILED = 2 };
@@ -431,11 +431,12 @@ static int gs_next_batch(gs_conn *c)
     }
     S.batched += b->n;
     c->icount++;
-    c->last_ns = gs_now_ns();
     if (S.spread && unrouted) /* the next records without a route: the next connection */
         S.turn = (ci + 1) % S.nconn;
     if (gs_encode(c, b) == 0)
         gs_disconnect(c, "dropped: out of memory for a batch");
+    else
+        c->last_ns = b->sent_ns; /* the linger counts from here */
     return 1;
 }
 
