@@ -11,6 +11,7 @@ measuring (two Python processes and Redis's notification on the same cores), not
 from __future__ import annotations
 
 import multiprocessing as mp
+import os
 import re
 import statistics
 import time
@@ -19,6 +20,8 @@ from typing import Any
 from common import QUICK, ROOT, Report, WorkerProcess, start_stack, wait_for
 
 SECONDS = 2.0 if QUICK else 10.0
+#: the server is STARTED with this innodb_flush_log_at_trx_commit (1, the default, unless FLUSH=2)
+FLUSH = int(os.environ.get("FLUSH", "1"))
 RATES = (200, 2000)
 #: mode -> (table, key prefix); the floor writes Redis itself: what the measuring adds (the
 #: writer, Redis's keyspace notification, the subscriber's stamp) on the same busy machine
@@ -90,15 +93,19 @@ def pct(values: list[float], p: float) -> float:
 
 def main() -> None:
     report = Report("latency", f"End-to-end latency, COMMIT returned -> value in Redis ({SECONDS:.0f} s per rate, ms)")
-    stack = start_stack("latency")
+    stack = start_stack("latency", durable=True, mysqld_args=[f"--innodb-flush-log-at-trx-commit={FLUSH}"])
     try:
         assert stack.mysql is not None
+        got = stack.mysql.execute("SELECT @@innodb_flush_log_at_trx_commit")[0][0]
+        report.note(f"server started with innodb_flush_log_at_trx_commit={got} (FLUSH=1|2)")
         stack.redis.client().config_set("notify-keyspace-events", "K$")
         present = {f"{s}.{t}" for s, t in stack.mysql.execute(
             "SELECT table_schema, table_name FROM information_schema.tables")}
         log = ROOT / ".run" / "bench-latency" / "worker.log"
         with WorkerProcess(stack.env(), gearmand=stack.gearmand, log_path=log):
             for mode, (table, prefix) in TABLES.items():
+                if os.environ.get("MODES") and mode.split()[0] not in os.environ["MODES"].split(","):
+                    continue
                 if table is not None and table not in present:
                     report.note(f"{mode} mode not measured: {table} is not installed")
                     continue

@@ -145,7 +145,7 @@ class Settings:
     secret_file: str | None = None
     redis_url: str = DEFAULT_REDIS_URL
     functions: list[str] = field(default_factory=lambda: [SEED_FUNCTION])
-    window: int = 32
+    window: int = 256
     batch_size: int = 512
     max_in_hand: int = 2048
     log_level: str = "INFO"

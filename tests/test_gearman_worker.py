@@ -14,6 +14,7 @@ from typing import Callable
 import pytest
 
 from gearsync.gearman import GearmanClient, GearmanWorker, admin
+from gearsync.gearman.worker import FIRST_GRABS
 from gearsync.gearman.protocol import RES, PacketType, encode
 from gearsync.testing.stack import Gearmand, free_port
 
@@ -192,6 +193,62 @@ def _unknown_type(n: int) -> bytes:
 
 def _short_packet(n: int) -> bytes:
     return encode(PacketType.NO_JOB, magic=RES) + b"\0RES\x00\x00"
+
+
+async def _read_packets(reader: asyncio.StreamReader, want: PacketType, count: int) -> list[PacketType]:
+    """Packets from the worker until ``count`` of type ``want`` came (all of them, in order)."""
+    got: list[PacketType] = []
+    while got.count(want) < count:
+        magic, num, size = struct.unpack(">4sII", await reader.readexactly(12))
+        assert magic == b"\0REQ"
+        await reader.readexactly(size)
+        got.append(PacketType(num))
+    return got
+
+
+def test_grab_window_opens_with_jobs_and_closes_on_wakeup() -> None:
+    """Slow start: FIRST_GRABS grabs on connect and on each NOOP, one more per job assigned
+    (doubling per round trip) up to ``window``; a trickle costs a few NO_JOBs per wakeup."""
+    seen: list[list[PacketType]] = []
+
+    async def peer(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        handles = itertools.count()
+
+        def assign(n: int) -> bytes:
+            return b"".join(encode(PacketType.JOB_ASSIGN_UNIQ, b"H:%d" % next(handles), b"fn", b"", b"w",
+                                   magic=RES) for _ in range(n))
+
+        first = await _read_packets(reader, PacketType.GRAB_JOB_UNIQ, FIRST_GRABS)
+        seen.append(first)
+        grabs = FIRST_GRABS
+        for _ in range(4):  # answer every grab with a job: the window doubles up to 20
+            writer.write(assign(grabs))
+            got = await _read_packets(reader, PacketType.GRAB_JOB_UNIQ, min(2 * grabs, 20))
+            seen.append(got)
+            grabs = got.count(PacketType.GRAB_JOB_UNIQ)
+        # the queue is empty: NO_JOB for every grab out, then the worker sleeps
+        writer.write(encode(PacketType.NO_JOB, magic=RES) * grabs)
+        seen.append(await _read_packets(reader, PacketType.PRE_SLEEP, 1))
+        writer.write(encode(PacketType.NOOP, magic=RES))
+        seen.append(await _read_packets(reader, PacketType.GRAB_JOB_UNIQ, FIRST_GRABS))
+        try:  # nothing more may come while those grabs are out
+            extra = await asyncio.wait_for(reader.read(4096), 0.2)
+        except asyncio.TimeoutError:
+            extra = b""
+        seen.append([PacketType(struct.unpack(">4sII", extra[i:i + 12])[1]) for i in range(0, len(extra), 12)])
+        writer.close()
+
+    async def main() -> None:
+        server = await asyncio.start_server(peer, "127.0.0.1", 0)
+        port = server.sockets[0].getsockname()[1]
+        async with GearmanWorker([("127.0.0.1", port)], ["fn"], window=20, max_in_hand=1000):
+            await until(lambda: len(seen) == 8, 10, "the exchange")
+        server.close()
+
+    run(main())
+    grabs = [p.count(PacketType.GRAB_JOB_UNIQ) for p in seen]
+    assert grabs == [FIRST_GRABS, 8, 16, 20, 20, 0, FIRST_GRABS, 0], seen
+    assert seen[0][0] is PacketType.CAN_DO and seen[5] == [PacketType.PRE_SLEEP]
 
 
 def _absurd_length(n: int) -> bytes:

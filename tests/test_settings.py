@@ -40,7 +40,7 @@ def test_settings_defaults_and_env() -> None:
     s = Settings.from_env({})
     assert s.gearman == [("127.0.0.1", 4730)]
     assert s.redis_url == "redis://127.0.0.1:6379/0"
-    assert s.function == "syncToRedis" and s.window == 32
+    assert s.function == "syncToRedis" and s.window == 256
     env = {"GEARSYNC_GEARMAN": "g1:4000,g2", "GEARSYNC_REDIS_URL": "redis://r:1/2",
            "GEARSYNC_FUNCTION": "a,b", "GEARSYNC_WINDOW": "8", "GEARSYNC_LOG_LEVEL": "debug"}
     s = Settings.from_env(env)

@@ -2,7 +2,10 @@
 
 Each connection keeps up to ``window`` GRAB_JOB_UNIQ requests outstanding and at most
 ``max_in_hand`` jobs delivered but not yet completed. It sends PRE_SLEEP only once every
-outstanding grab came back NO_JOB, and grabs again on NOOP. The caller takes jobs with
+outstanding grab came back NO_JOB, and grabs again on NOOP. The window opens like TCP's slow
+start: a connection woken by NOOP grabs :data:`FIRST_GRABS` at a time, and every job assigned
+lets one more grab out, up to ``window`` — so a trickle of jobs costs gearmand a few NO_JOBs
+per wakeup, not ``window`` of them, while a backlog is drained ``window`` jobs a round trip. The caller takes jobs with
 :meth:`GearmanWorker.get_batch` and answers them with :meth:`complete` / :meth:`fail`, which
 write one buffer per connection (the answers plus the grabs they make room for).
 :meth:`pause` stops grabbing without touching jobs in hand. A dropped connection loses no
@@ -34,6 +37,8 @@ _WORK_COMPLETE = T.WORK_COMPLETE
 _WORK_FAIL = T.WORK_FAIL
 _JOB_ASSIGN_UNIQ = T.JOB_ASSIGN_UNIQ
 _NO_JOB = T.NO_JOB
+#: Grabs a connection sends when it wakes (or connects) before jobs open its window further.
+FIRST_GRABS = 4
 
 
 class Job:
@@ -75,6 +80,7 @@ class _Link(asyncio.Protocol):
         self.transport: asyncio.Transport | None = None
         self.outstanding = 0
         self.in_hand = 0
+        self.cwnd = min(FIRST_GRABS, owner.window)  # grabs allowed out now (see the module doc)
         self.sleeping = False
         self.empty = False
         self.alive = False
@@ -116,6 +122,7 @@ class _Link(asyncio.Protocol):
             elif ptype is T.NOOP:
                 self.sleeping = False
                 self.empty = False
+                self.cwnd = min(FIRST_GRABS, owner.window)
             elif ptype is T.JOB_ASSIGN:
                 a = p.args
                 jobs.append(Job(a[0], a[1], b"", a[2], self))
@@ -130,6 +137,7 @@ class _Link(asyncio.Protocol):
             got = len(jobs)
             self.outstanding -= got
             self.in_hand += got
+            self.cwnd = min(owner.window, self.cwnd + got)
             self.empty = False
             if self.outstanding < 0:
                 self._protocol_error("more jobs assigned than grabs sent")
@@ -162,7 +170,7 @@ class _Link(asyncio.Protocol):
                 self.sleeping = True
                 self.empty = False
             return
-        room = min(self.owner.window - self.outstanding, self.owner.max_in_hand - self.in_hand - self.outstanding)
+        room = min(self.cwnd - self.outstanding, self.owner.max_in_hand - self.in_hand - self.outstanding)
         if room > 0:
             out.append(_GRAB * room)
             self.outstanding += room
@@ -189,7 +197,7 @@ class GearmanWorker:
         servers: Sequence[tuple[str, int]],
         functions: Iterable[str | bytes],
         *,
-        window: int = 32,
+        window: int = 256,
         max_in_hand: int = 2048,
         max_packet: int = DEFAULT_MAX_PACKET,
         backoff_min: float = 0.1,
