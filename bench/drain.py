@@ -1,6 +1,7 @@
 """Worker drain: N queued seed-contract jobs, time until Redis holds them all, with 1, 2 and 4
 `gearsync worker` processes [ceiling: one Python process doing a raw pipelined SET of the same
-keys]. Also the peak RSS of a worker and of gearmand with N jobs queued. And the same N
+keys], and with one process held to `--window 32` (the default before the grab window opened
+like a slow start) against the default. Also the peak RSS of a worker and of gearmand with N jobs queued. And the same N
 changes as gearsync_send sends them — envelopes of 64 records, each with its version, applied
 through the versioned script — with one worker (the seed's plain jobs are the baseline).
 
@@ -119,9 +120,10 @@ def main() -> None:
             pipe.execute()
             report.add("raw pipelined SET (ceiling)", N / (time.perf_counter() - t0), "jobs/s")
 
-            for n in WORKERS:
+            for n, window in [(n, None) for n in WORKERS] + [(1, 32)]:
                 r.flushall()
-                workers = [WorkerProcess(stack.env(), gearmand=stack.gearmand).start() for _ in range(n)]
+                env = stack.env() if window is None else dict(stack.env(), GEARSYNC_WINDOW=str(window))
+                workers = [WorkerProcess(env, gearmand=stack.gearmand).start() for _ in range(n)]
                 try:
                     wait_for(lambda: stack.gearmand.status().get("syncToRedis", (0, 0, 0))[2] >= n, 10)
                     for w in workers:
@@ -134,6 +136,10 @@ def main() -> None:
                         w.signal(signal.SIGCONT)
                     wait_for(lambda: r.dbsize() >= N, 120, 0.002, "Redis to hold every job")
                     took = time.perf_counter() - t0
+                    if window is not None:  # the same worker with the window it had before
+                        report.add(f"gearsync worker x1, --window {window} (the default before)", N / took, "jobs/s",
+                                   baseline="gearsync worker x1")
+                        continue
                     report.add(f"gearsync worker x{n}", N / took, "jobs/s", baseline="raw pipelined SET (ceiling)")
                     if n == 1:
                         assert workers[0].proc is not None

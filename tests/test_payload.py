@@ -22,6 +22,7 @@ from gearsync.payload import DELETE, SET, Change, PayloadError, decode
     (b'{"id": 1, "name": "tab\\there \\u0001 \\u00e9"}', SET, "1", "tab\there \x01 \xe9"),
     ('{"id": 1, "name": "h\u00e9llo \U0001f600"}'.encode(), SET, "1", "h\u00e9llo \U0001f600"),
     (b'{"id": 7, "name": "a", "extra": [1, 2]}', SET, "7", "a"),
+    (b' \n{"id": 8, "name": "b"}\t\r\n ', SET, "8", "b"),  # JSON allows whitespace around the value
 ])
 def test_contract(raw: bytes, op: str, key: str, value: str | None) -> None:
     c = decode(raw)
@@ -46,6 +47,10 @@ def test_contract(raw: bytes, op: str, key: str, value: str | None) -> None:
     (b'{"id": 1, "name": NaN}', "NaN"),
     (b'{"id": 1, "op": "upsert", "name": "x"}', "unknown \"op\""),
     (b"", "not JSON"),
+    (b"   ", "not JSON"),
+    (b'{"id": 1, "name": "x"} {"id": 2, "name": "y"}', "Extra data"),
+    (b'{"id": 1, "name": "x"}x', "Extra data"),
+    (b'{"id": 1, "name": "x"', "not JSON"),
 ])
 def test_bad_payloads(raw: bytes, message: str) -> None:
     with pytest.raises(PayloadError, match=message):
@@ -72,3 +77,18 @@ def test_changed_primary_key_deletes_the_old_key_first() -> None:
     assert [(c.op, c.key) for c in changes(b'{"id":7,"name":"x"}')] == [(SET, "7")]
     with pytest.raises(PayloadError):
         changes(b'{"id":7,"name":"x","old_id":[1]}')
+
+
+@given(st.text(alphabet=' \t\n\r{}[]":,0123456789.eE+-abnlrstufid\\', max_size=40))
+def test_fast_scan_agrees_with_the_json_module(text: str) -> None:
+    """decode's shortcut (the C scanner alone) accepts exactly what json.loads accepts."""
+    try:
+        want: object = json.loads(text, parse_constant=lambda c: (_ for _ in ()).throw(ValueError(c)))
+    except ValueError:
+        want = ValueError
+    try:
+        got: object = decode(text.encode()).row
+    except PayloadError as e:
+        got = ValueError if "not JSON" in str(e) or "not valid JSON" in str(e) else "contract"
+    if got != "contract":
+        assert (got is ValueError) == (want is ValueError), (text, got, want)
