@@ -68,9 +68,12 @@ def pack(args: Sequence[Any] | bytes) -> bytes:
     if isinstance(args, bytes):
         return args
     parts = [b"*%d\r\n" % len(args)]
-    for a in args:
-        b = _arg(a)
-        parts.append(b"$%d\r\n%s\r\n" % (len(b), b))
+    append = parts.append
+    for a in args:  # str and bytes inline (an MSET of a drain's batch: half the time of _arg each)
+        b = a.encode("utf-8", "surrogatepass") if type(a) is str else a if type(a) is bytes else _arg(a)
+        append(b"$%d\r\n" % len(b))
+        append(b)
+        append(b"\r\n")
     return b"".join(parts)
 
 

@@ -282,7 +282,7 @@ class Worker:
         secret = self.secret
         for job in batch:
             fn = handlers.get(job.function)
-            mine: list[tuple[Change, int]] = []
+            idx, start = len(ok), len(changes)  # a job's changes go in whole or not at all
             try:
                 if fn is None:
                     raise LookupError(f"no handler for function {job.function!r}")
@@ -293,20 +293,18 @@ class Worker:
                             self.keys_refused += 1
                             raise KeyRefused(f"refused: {ch.key!r} is under gearsync:, gearsync's own keys "
                                              "(versions, tombstones, checkpoints)")
-                        mine.append((ch, version))
+                        changes.append(ch)
+                        versions.append(version)
+                        owners.append(idx)
             except Exception as e:
+                del changes[start:], versions[start:], owners[start:]
                 if isinstance(e, BadSignature):
                     self.jobs_unsigned += 1
                 failed.append(job)
                 log.warning("job %s (%s) failed: %s: %s", job.handle.decode(errors="replace"),
                             job.function.decode(errors="replace"), type(e).__name__, e)
                 continue
-            idx = len(ok)
             ok.append(job)
-            for ch, version in mine:
-                changes.append(ch)
-                versions.append(version)
-                owners.append(idx)
         if failed:
             self.jobs_failed += gm.fail(failed)
         if not await self._apply(changes, versions, owners, ok, gm, sink):

@@ -6,8 +6,11 @@ import asyncio
 from typing import Any
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from gearsync.changes import VersionedChange
+from gearsync.redis_batch import pack
 from gearsync.keys import version_key
 from gearsync.redis_sink import RedisSink
 from gearsync.testing.stack import RedisServer
@@ -101,3 +104,16 @@ def test_mark_applied_writes_each_table_at_most_every_half_second(own_redis: Red
     assert set(first) == {b"a.t"}
     assert set(second) == {b"a.t", b"b.t"} and second[b"a.t"] == first[b"a.t"]
     assert float(third[b"a.t"]) >= float(first[b"a.t"]) + MARK_EVERY
+
+
+@given(st.lists(st.one_of(st.binary(), st.text(), st.integers(), st.binary().map(bytearray),
+                          st.binary().map(memoryview)), min_size=1, max_size=8))
+def test_pack_is_resp_of_each_argument(args: list[Any]) -> None:
+    """A command as RESP: an array of bulk strings, text as UTF-8 (lone surrogates passed
+    through, as keys read from a database can hold them), numbers as their decimal text."""
+    def bulk(a: Any) -> bytes:
+        b = a.encode("utf-8", "surrogatepass") if isinstance(a, str) else str(a).encode() if isinstance(a, int) \
+            else bytes(a)
+        return b"$%d\r\n" % len(b) + b + b"\r\n"
+    assert pack(args) == b"*%d\r\n" % len(args) + b"".join(bulk(a) for a in args)
+    assert pack(b"*1\r\n$4\r\nPING\r\n") == b"*1\r\n$4\r\nPING\r\n"  # packed already

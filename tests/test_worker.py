@@ -108,6 +108,19 @@ def test_custom_handlers(gearmand: Gearmand, redis_server: RedisServer) -> None:
     assert redis_server.client().mget("raw:a", "raw:b", "last", "1") == [b"1", b"1", b"b", b"X"]
 
 
+def test_a_job_with_a_refused_key_writes_none_of_its_changes(gearmand: Gearmand, redis_server: RedisServer) -> None:
+    """A job's changes go in whole or not at all: one under gearsync: fails the job, its other
+    changes stay unwritten, and the jobs around it in the same batch are applied."""
+    submit(gearmand, [b"a", b"gearsync:v:x", b"c"], fn="raw")
+    w = Worker(settings(gearmand, redis_server), handlers={"raw": lambda job: [
+        Change("set", "before:" + job.workload.decode(), "1"), Change("set", job.workload.decode(), "2")]})
+    run(run_until(w, lambda: w.jobs_applied + w.jobs_failed == 3))
+    assert (w.jobs_applied, w.jobs_failed, w.keys_refused) == (2, 1, 1)
+    r = redis_server.client()
+    assert r.mget("before:a", "a", "before:c", "c") == [b"1", b"2", b"1", b"2"]
+    assert r.exists("before:gearsync:v:x", "gearsync:v:x") == 0
+
+
 def test_redis_restart_loses_no_job(gearmand: Gearmand, redis_server: RedisServer,
                                     caplog: pytest.LogCaptureFixture) -> None:
     n = 20000
