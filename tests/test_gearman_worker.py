@@ -251,6 +251,30 @@ def test_grab_window_opens_with_jobs_and_closes_on_wakeup() -> None:
     assert seen[0][0] is PacketType.CAN_DO and seen[5] == [PacketType.PRE_SLEEP]
 
 
+def test_a_job_then_no_jobs_means_sleep_without_grabbing_again() -> None:
+    """gearmand answers grabs in order: a job followed by NO_JOBs (a trickle) says its queue is
+    empty, so the worker sleeps at once instead of one more round of grabs first."""
+    seen: list[list[PacketType]] = []
+
+    async def peer(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        seen.append(await _read_packets(reader, PacketType.GRAB_JOB_UNIQ, FIRST_GRABS))
+        writer.write(encode(PacketType.JOB_ASSIGN_UNIQ, b"H:1", b"fn", b"", b"w", magic=RES)
+                     + encode(PacketType.NO_JOB, magic=RES) * (FIRST_GRABS - 1))
+        seen.append(await _read_packets(reader, PacketType.PRE_SLEEP, 1))
+        writer.close()
+
+    async def main() -> None:
+        server = await asyncio.start_server(peer, "127.0.0.1", 0)
+        port = server.sockets[0].getsockname()[1]
+        async with GearmanWorker([("127.0.0.1", port)], ["fn"]) as w:
+            await until(lambda: len(seen) == 2, 10, "the exchange")
+            assert [j.handle for j in await w.get_batch(10)] == [b"H:1"]
+        server.close()
+
+    run(main())
+    assert seen[1] == [PacketType.PRE_SLEEP], seen
+
+
 def _absurd_length(n: int) -> bytes:
     return b"\0RES" + struct.pack(">II", PacketType.JOB_ASSIGN_UNIQ, 0xFFFFFFF0)
 

@@ -111,11 +111,14 @@ class _Link(asyncio.Protocol):
             return
         owner = self.owner
         jobs: list[Job] = []
+        # gearmand answers grabs in order, so the last answer tells whether its queue is empty:
+        # a job then NO_JOBs (a trickle) means sleep now, not grab once more first
         for p in packets:
             ptype = p.type
             if ptype is _JOB_ASSIGN_UNIQ:
                 a = p.args
                 jobs.append(Job(a[0], a[1], a[2], a[3], self))
+                self.empty = False
             elif ptype is _NO_JOB:
                 self.outstanding -= 1
                 self.empty = True
@@ -126,6 +129,7 @@ class _Link(asyncio.Protocol):
             elif ptype is T.JOB_ASSIGN:
                 a = p.args
                 jobs.append(Job(a[0], a[1], b"", a[2], self))
+                self.empty = False
             elif ptype is T.ERROR:
                 log.warning("gearmand %s sent ERROR %r: %r", self.server.name, p.args[0], p.args[1])
             else:
@@ -138,7 +142,6 @@ class _Link(asyncio.Protocol):
             self.outstanding -= got
             self.in_hand += got
             self.cwnd = min(owner.window, self.cwnd + got)
-            self.empty = False
             if self.outstanding < 0:
                 self._protocol_error("more jobs assigned than grabs sent")
                 return
