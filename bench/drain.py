@@ -1,9 +1,10 @@
 """Worker drain: N queued seed-contract jobs, time until Redis holds them all, with 1, 2 and 4
 `gearsync worker` processes [ceiling: one Python process doing a raw pipelined SET of the same
 keys], and with one process held to `--window 32` (the default before the grab window opened
-like a slow start) against the default. Also the peak RSS of a worker and of gearmand with N jobs queued. And the same N
-changes as gearsync_send sends them — envelopes of 64 records, each with its version, applied
-through the versioned script — with one worker (the seed's plain jobs are the baseline).
+like a slow start) against the default. Also the peak RSS of a worker and of gearmand with N
+jobs queued. And the same N changes as gearsync_send sends them — envelopes of 64 records,
+each with its version, applied through the versioned script — with one worker (the seed's
+plain jobs are the baseline).
 
 The same drain into a Redis Cluster (3 primaries with a replica each, on the same machine)
 with 1 and 2 workers, and with 1 worker waiting for a replica per batch

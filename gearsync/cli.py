@@ -85,7 +85,8 @@ def build_parser() -> argparse.ArgumentParser:
                    "primary have it (Redis WAIT; GEARSYNC_REDIS_REPLICAS; 0)")
     w.add_argument("--function", metavar="NAME", action="append", dest="functions",
                    help="Gearman function to serve (repeatable; default syncToRedis)")
-    w.add_argument("--window", metavar="N", type=_positive, help="GRAB requests kept outstanding per server, at most (256)")
+    w.add_argument("--window", metavar="N", type=_positive,
+                   help="GRAB requests kept outstanding per server, at most (256)")
     w.add_argument("--batch-size", metavar="N", type=_positive, help="jobs applied per Redis round trip (512)")
     w.add_argument("--log-level", type=str.upper, choices=LOG_LEVELS, help="log level (INFO)")
     w.add_argument("--mysql", metavar="URL", dest="mysql_url",
