@@ -1,17 +1,15 @@
 """Pipelined asyncio Gearman worker: one connection per server, jobs merged into one queue.
 
 Each connection keeps up to ``window`` GRAB_JOB_UNIQ requests outstanding and at most
-``max_in_hand`` jobs delivered but not yet completed. gearmand answers grabs in order, so
-once every grab is answered and the last answer was NO_JOB its queue is empty: the
-connection sends PRE_SLEEP and grabs again on NOOP. The window opens like TCP's slow start:
-a connection woken by NOOP grabs :data:`FIRST_GRABS` at a time, and every job assigned lets
-one more grab out, up to ``window`` — so a trickle of jobs costs gearmand a few NO_JOBs per
-wakeup, not ``window`` of them, while a backlog is drained ``window`` jobs a round trip. The
-caller takes jobs with :meth:`GearmanWorker.get_batch` and answers them with
+``max_in_hand`` jobs delivered but not yet completed. gearmand answers grabs in order: once all
+are answered and the last was NO_JOB, its queue is empty, so the connection sends PRE_SLEEP
+and grabs again on NOOP. The window opens like TCP's slow start: a connection woken by NOOP
+grabs :data:`FIRST_GRABS`, every job assigned lets one more grab out, up to ``window`` (a
+trickle costs gearmand a few NO_JOBs a wakeup; a backlog drains ``window`` jobs a round trip).
+The caller takes jobs with :meth:`GearmanWorker.get_batch` and answers them with
 :meth:`complete` / :meth:`fail`, which write one buffer per connection (the answers plus the
 grabs they make room for). :meth:`pause` stops grabbing without touching jobs in hand. A
-dropped connection loses no job: gearmand requeues the background jobs that were not
-completed.
+dropped connection loses no job: gearmand requeues the background jobs not completed.
 """
 
 from __future__ import annotations
@@ -113,8 +111,7 @@ class _Link(asyncio.Protocol):
             return
         owner = self.owner
         jobs: list[Job] = []
-        # the last answer tells whether gearmand's queue is empty (see the module doc): a job
-        # then NO_JOBs (a trickle) means sleep now, not grab once more first
+        # the last answer says whether gearmand's queue is empty (a job, then NO_JOBs: sleep now)
         for p in packets:
             ptype = p.type
             if ptype is _JOB_ASSIGN_UNIQ:
@@ -172,8 +169,7 @@ class _Link(asyncio.Protocol):
         if self.empty:
             if self.outstanding == 0:
                 out.append(_PRE_SLEEP)
-                self.sleeping = True
-                self.empty = False
+                self.sleeping = True  # the NOOP that wakes it clears empty
             return
         room = min(self.cwnd - self.outstanding, self.owner.max_in_hand - self.in_hand - self.outstanding)
         if room > 0:
