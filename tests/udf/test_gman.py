@@ -125,7 +125,9 @@ def test_one_connection_per_thread_reused(gearmand: Gearmand) -> None:
     set_servers(gearmand.address)
     assert submit("reuse", b"0") is not None
     # this thread's connection, plus maybe gearsync_send's sender thread, which follows the
-    # server list with what earlier tests left it: counted once it is steady
+    # server list with what earlier tests left it: delivered first (the flush waits until
+    # nothing is unacknowledged; the sender keeps its connection), then counted once steady
+    assert wait_for(lambda: call_once("gearsync_send_flush") == 0, 30)
     counts = [gearmand.connections()]
     wait_for(lambda: counts.append(gearmand.connections()) or counts[-1] == counts[-2], 5, 0.2,
              "a steady number of connections")
