@@ -12,10 +12,12 @@ tick — so nothing is added to the per-job path.
 
 from __future__ import annotations
 
+import glob
 import os
-from typing import Any, Protocol
+from typing import Any, Iterable, Protocol
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest, values
+from prometheus_client.metrics_core import Metric
 from prometheus_client.multiprocess import MultiProcessCollector
 
 __all__ = ["WorkerMetrics", "use_multiprocess", "group_registry", "render", "MULTIPROC_ENV"]
@@ -30,10 +32,34 @@ def use_multiprocess(directory: str) -> None:
     values.ValueClass = values.get_value_class()
 
 
+class _GroupCollector:
+    """The sum of the children's files, leaving out a file a child is creating at this moment.
+
+    prometheus_client creates a child's file empty and only then sizes it: read in between, it
+    has not even its 8-byte header and MultiProcessCollector fails the whole scrape (seen in CI
+    as a 500 from /metrics). Such a file holds no value yet, so leaving it out loses nothing;
+    once it has its size it is consistent (the header's used length is written last)."""
+
+    HEADER = 8
+
+    def __init__(self, directory: str) -> None:
+        self.directory = directory
+
+    def collect(self) -> Iterable[Metric]:
+        files = []
+        for path in glob.glob(os.path.join(self.directory, "*.db")):
+            try:
+                if os.path.getsize(path) >= self.HEADER:
+                    files.append(path)
+            except FileNotFoundError:  # a dead child's live gauges, removed since the glob
+                pass
+        return MultiProcessCollector.merge(files, accumulate=True)
+
+
 def group_registry(directory: str) -> CollectorRegistry:
     """The supervisor's registry: the sum of its children's files in ``directory``."""
     registry = CollectorRegistry()
-    MultiProcessCollector(registry, path=directory)
+    registry.register(_GroupCollector(directory))
     return registry
 
 

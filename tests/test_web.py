@@ -22,6 +22,7 @@ from gearsync import install as inst
 from gearsync import verify as vf
 from gearsync.config import load
 from gearsync.gearman import GearmanClient
+from gearsync.metrics import group_registry, render
 from gearsync.testing.processes import WorkerProcess, wait_for
 from gearsync.testing.stack import Gearmand, free_port
 
@@ -117,6 +118,18 @@ def test_one_endpoint_for_a_group_shows_retries_rising_during_an_outage(
         wait_for(lambda: all(r.exists(f"g{i}") for i in range(30)), 30, 0.1, "every job after the outage")
     finally:
         assert w.stop() == 0
+
+
+def test_group_metrics_leave_out_a_file_a_child_is_creating(tmp_path: Path) -> None:
+    """A scrape that lands while a child creates its file (empty, not yet sized) still answers,
+    with the other children's values: CI once got a 500 from /metrics at that moment."""
+    child = ("import sys; from gearsync.metrics import use_multiprocess; use_multiprocess(sys.argv[1]);"
+             "from prometheus_client import Counter, CollectorRegistry;"
+             "Counter('gs_test_jobs', 'test', registry=CollectorRegistry()).inc(7)")
+    subprocess.run([sys.executable, "-c", child, str(tmp_path)], check=True)
+    (tmp_path / "counter_4194999.db").touch()  # what the next child's file is for a moment
+    text = render(group_registry(str(tmp_path))).decode()
+    assert "gs_test_jobs_total 7.0" in text
 
 
 def test_status_exit_codes_from_the_config_alone(stack: Any, tmp_path: Path, gearmand: Gearmand) -> None:
