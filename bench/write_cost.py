@@ -8,7 +8,9 @@ client per measurement, no worker (jobs queue in gearmand: the database side alo
 
 Tables: no trigger [the baseline of every ratio], the floor (a row trigger whose body only
 sets a user variable: what the server charges for running any trigger), the direct trigger (`gearsync_send(
-'syncToRedis', udf_json_object(...))`, like sql/install.sql's test.test), the safe trigger
+'syncToRedis', udf_json_object(...))`, like sql/install.sql's test.test), the direct trigger as
+`gearsync install` makes it (gearsync.triggers.direct_triggers: the row named by its primary key,
+the key as hex, in the server's JSON_OBJECT, behind a handler), the safe trigger
 (outbox row naming the row by its primary key + `gearsync_send` doorbell, as `gearsync install`
 makes it with gearsync.triggers.safe_triggers), and the seed's
 recipe (`gman_do_background`, waits for gearmand's answer) for reference. The direct and safe
@@ -38,7 +40,7 @@ import subprocess
 from common import CLIENT, QUICK, ROOT, SERVER, Report, Stack, mysql_client, repeats
 
 from gearsync.testing.sqlserver import numbers
-from gearsync.triggers import safe_triggers
+from gearsync.triggers import direct_triggers, safe_triggers
 
 N = 300 if QUICK else 500
 BULK = 20_000
@@ -120,7 +122,7 @@ def measure(report: Report, flush: int, old_so: str) -> None:
         report.note(f"{setting}: server started with innodb_flush_log_at_trx_commit={got[0]}, "
                     f"innodb_doublewrite={got[1]}")
         m.execute("CREATE DATABASE IF NOT EXISTS bench")
-        for t in ("plain", "floor", "direct", "safe", "seed"):
+        for t in ("plain", "floor", "direct", "generated", "safe", "seed"):
             m.execute(f"CREATE TABLE bench.{t} (id INT PRIMARY KEY, name VARCHAR(255)) "
                       "ENGINE=InnoDB DEFAULT CHARSET=utf8mb4")
         for ev, row in (("INSERT", "NEW"), ("UPDATE", "NEW")):
@@ -134,10 +136,14 @@ def measure(report: Report, flush: int, old_so: str) -> None:
         # as `gearsync install` makes them: the row named by its primary key (gearsync.triggers)
         for stmt in safe_triggers("bench", "safe", ["id"], key_template="safe:{id}", pk=[("id", "int")]):
             m.execute(stmt)
+        for stmt in direct_triggers("bench", "generated", "generated:{id}", [("id", "int")],
+                                    function="syncToRedis"):
+            m.execute(stmt)
         variants = [  # (label, table, library of gearsync_send)
             ("no trigger", "bench.plain", "gearsync_udf.so"),
             ("floor: a trigger that only sets a variable", "bench.floor", "gearsync_udf.so"),
             ("direct, new sender", "bench.direct", "gearsync_udf.so"),
+            ("direct as `gearsync install` makes it", "bench.generated", "gearsync_udf.so"),
             ("safe, new sender", "bench.safe", "gearsync_udf.so"),
             ("seed recipe (gman_do_background)", "bench.seed", "gearsync_udf.so"),
             ("direct, old sender", "bench.direct", "gearsync_udf_old.so"),

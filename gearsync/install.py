@@ -33,6 +33,7 @@ log = logging.getLogger(__name__)
 
 #: UDFs the generated triggers call, with a probe that calls each without side effects.
 UDF_PROBES = {"gearsync_seq": "SELECT gearsync_seq()", "gearsync_send": "SELECT gearsync_send_flush()",
+              "gearsync_send_change": "SELECT gearsync_send_change(NULL, NULL, NULL, NULL, NULL, NULL)",
               "gearsync_udf_info": "SELECT gearsync_udf_info()"}
 
 

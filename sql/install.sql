@@ -35,6 +35,7 @@ CREATE AGGREGATE FUNCTION IF NOT EXISTS gman_sum RETURNS INTEGER SONAME 'gearsyn
 CREATE FUNCTION IF NOT EXISTS gearsync_timeout_set RETURNS INTEGER SONAME 'gearsync_udf.so';
 CREATE FUNCTION IF NOT EXISTS gearsync_do_timeout_set RETURNS INTEGER SONAME 'gearsync_udf.so';
 CREATE FUNCTION IF NOT EXISTS gearsync_send RETURNS STRING SONAME 'gearsync_udf.so';
+CREATE FUNCTION IF NOT EXISTS gearsync_send_change RETURNS STRING SONAME 'gearsync_udf.so';
 CREATE FUNCTION IF NOT EXISTS gearsync_send_flush RETURNS INTEGER SONAME 'gearsync_udf.so';
 CREATE FUNCTION IF NOT EXISTS gearsync_seq RETURNS INTEGER SONAME 'gearsync_udf.so';
 -- Servers without native JSON functions (MySQL < 5.7.8, MariaDB < 10.2) can also register the

@@ -49,6 +49,7 @@ DROP FUNCTION IF EXISTS gman_servers_set;
 DROP FUNCTION IF EXISTS gearsync_timeout_set;
 DROP FUNCTION IF EXISTS gearsync_do_timeout_set;
 DROP FUNCTION IF EXISTS gearsync_send;
+DROP FUNCTION IF EXISTS gearsync_send_change;
 DROP FUNCTION IF EXISTS gearsync_send_flush;
 DROP FUNCTION IF EXISTS gearsync_seq;
 DROP FUNCTION IF EXISTS udf_json_array;

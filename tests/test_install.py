@@ -144,7 +144,7 @@ def test_direct_mode_payload(stack: Any, hostile: Any) -> None:
     cfg = parse(hostile_config("direct"))
     inst.install(cfg, hostile)
     sql = "\n".join(inst.config_statements(resolve(cfg, hostile)))
-    assert "gearsync_send('gearsync_direct', JSON_OBJECT(" in sql and VAL not in sql  # no value column
+    assert "gearsync_send_change('gearsync_direct', " in sql and VAL not in sql  # no value column
     with hostile.cursor() as cur:  # the triggers run (gearsync_send to the stack's gearmand)
         cur.execute(f"INSERT INTO {_q(SCHEMA, TABLE)} VALUES (1, 2, 'x', 3)")
         cur.execute(f"UPDATE {_q(SCHEMA, TABLE)} SET `id` = 3")

@@ -156,6 +156,30 @@ def test_trigger_payload_byte_exact(own) -> None:
     assert records(g, b"fn_raw")[1] == [(int(version), b"a\x00b")]
 
 
+def test_send_change_is_the_job_json_object_makes(own) -> None:
+    """gearsync_send_change (what generated direct triggers call) sends what the server's own
+    JSON_OBJECT/HEX/JSON_ARRAY form sends, for keys and primary keys from binary, utf8mb4 and
+    latin1 columns with hostile values, NULLs included."""
+    import json
+    cur, g = own
+    cur.execute(f"CREATE TABLE {DB}.k (id INT PRIMARY KEY, b VARBINARY(64), u VARCHAR(64) CHARACTER SET utf8mb4, "
+                "l VARCHAR(64) CHARACTER SET latin1)")
+    values = [(1, b"\x00\xff\"\\", 'q"uote \\ nl\n 😀', "café"), (2, None, "", "x"), (3, b"", None, None),
+              (4, bytes(range(1, 64)), "\x00\x1f\x7f é", "\xe9\xff")]
+    cur.executemany(f"INSERT INTO {DB}.k VALUES (%s, %s, %s, %s)", values)
+    key, pk, src = "CONCAT('k:', u, ':', l)", "JSON_ARRAY(id, u, l, HEX(b))", "'sendtest.k \\\" é'"
+    cur.execute(f"SELECT gearsync_send_change('fn_chg', {src}, 'update', {key}, b, {pk}) FROM {DB}.k ORDER BY id")
+    cur.execute(f"SELECT gearsync_send('fn_obj', JSON_OBJECT('s', {src}, 'o', 'update', 'k', HEX({key}), "
+                f"'ok', HEX(b), 'pk', {pk}), {key}) FROM {DB}.k ORDER BY id")
+    cur.execute(f"SELECT gearsync_send_change('fn_chg', {src}, 'delete', {key}, NULL, NULL) FROM {DB}.k WHERE id = 1")
+    cur.execute(f"SELECT gearsync_send('fn_obj', JSON_OBJECT('s', {src}, 'o', 'delete', 'k', HEX({key}), "
+                f"'ok', NULL, 'pk', NULL), {key}) FROM {DB}.k WHERE id = 1")
+    assert flushed(cur)
+    changes = [json.loads(p) for _, p in records(g, b"fn_chg")[1]]
+    assert len(changes) == 5 and changes[0]["s"] == 'sendtest.k " é' and changes[2]["k"] is None
+    assert changes == [json.loads(p) for _, p in records(g, b"fn_obj")[1]]
+
+
 def test_gearmand_down_writes_commit_fast_and_rows_arrive_later(own, tmp_path: Path) -> None:
     cur, _ = own
     late = Gearmand(tmp_path / "late")  # its port, not started yet

@@ -82,6 +82,7 @@ FUNCTIONS = {
     "gearsync_udf_info": "string",
     "gearsync_timeout_set": "int",
     "gearsync_send": "string",
+    "gearsync_send_change": "string",
     "gearsync_send_flush": "int",
     "gearsync_do_timeout_set": "int",
     "gearsync_seq": "int",

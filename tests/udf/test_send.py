@@ -126,6 +126,47 @@ def test_records_arrive_byte_exact_in_order_with_their_versions(gm: Gearmand) ->
     assert len({u for u, _ in jobs}) == len(jobs)
 
 
+def test_send_change_builds_the_direct_job(gm: Gearmand) -> None:
+    """gearsync_send_change's record is the JSON of JSON_OBJECT('s', source, 'o', op, 'k',
+    HEX(key), 'ok', HEX(old), 'pk', pk): any bytes of the keys as hex, source and op escaped
+    (ill-formed UTF-8 as U+FFFD), pk nested as given, NULLs as null."""
+    import json
+    cases = [
+        (b"shop.users", b"insert", b"u:1", None, b"[1]"),
+        (b'q"uo\\te\n\x00', b"update", bytes(range(256)), b"old\x00\xff", b' [1, "a\\"b", null] '),
+        ("é€😀".encode(), b"delete", b"", None, None),
+        (b"\xff\xfe bad", None, None, b"", b"{}"),
+    ]
+    versions = [call_once("gearsync_send_change", b"chg", *c) for c in cases]
+    assert all(v is not None and v.isdigit() for v in versions)
+    assert flush() == 0
+    _, recs = records(gm, b"chg")
+    assert [v for v, _ in recs] == [int(v) for v in versions]
+    got = [json.loads(p) for _, p in recs]
+
+    def text(b: bytes | None) -> str | None:
+        return None if b is None else b.decode("utf-8", "replace")
+    assert got == [{"s": text(s), "o": text(o), "k": None if k is None else k.hex().upper(),
+                    "ok": None if ok is None else ok.hex().upper(), "pk": None if pk is None else json.loads(pk)}
+                   for s, o, k, ok, pk in cases]
+    assert recs[0][1] == b'{"s":"shop.users","o":"insert","k":"753A31","ok":null,"pk":[1]}'
+
+
+@pytest.mark.parametrize("pk", [b"[1", b"", b"[1] x", b"'a'", b"[\xff]", b"NaN"])
+def test_send_change_refuses_a_pk_that_is_not_json(gm: Gearmand, pk: bytes) -> None:
+    """Nothing is sent for a pk a trigger's JSON_ARRAY cannot have made: NULL, as for a bad function."""
+    assert call_once("gearsync_send_change", b"chgbad", b"s", b"insert", b"k", None, pk) is None
+    assert call_once("gearsync_send_change", None, b"s", b"insert", b"k", None, b"[1]") is None
+    assert flush() == 0
+    assert records(gm, b"chgbad")[1] == []
+
+
+@pytest.mark.parametrize("n", [0, 5, 7])
+def test_send_change_arity(n: int) -> None:
+    msg = init_error("gearsync_send_change", *([b"x"] * n))
+    assert msg == "gearsync_send_change: expects (function, source, op, key, old_key, pk)"
+
+
 def test_10000_records_batched_on_one_connection(gm: Gearmand) -> None:
     with Udf("gearsync_send", [Arg(b"many"), Arg(b"w")]) as f:
         versions = [f([b"many", b"payload %d" % i]) for i in range(10_000)]

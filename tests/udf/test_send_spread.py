@@ -6,6 +6,7 @@ batches of a dead connection queued again for the live one.
 spread is read from the config file once per process, so each case runs in a child process."""
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -96,6 +97,25 @@ def test_each_route_keeps_the_server_its_hash_picks(gearmand_factory, tmp_path: 
             mine = [int(p.split(b":")[1]) for _, p in recs if p.split(b":")[0] == b"key%d" % k]
             assert mine == sorted(mine)
         assert [v for v, _ in recs] == sorted(v for v, _ in recs)  # one connection: in order
+
+
+def test_send_change_is_routed_by_its_key(gearmand_factory, tmp_path: Path) -> None:
+    """A generated direct trigger's gearsync_send_change keeps one key on the server its hash
+    picks, the same server gearsync_send(..., key) picks."""
+    a, b = gearmand_factory(), gearmand_factory()
+    r = run_child(child("""
+        with Udf("gearsync_send_change", [Arg(b"ch")] + [Arg(b"x")] * 5) as f:
+            out = [f([b"ch", b"db.t", b"update", b"key%d" % (i % 40), None, b"[%d]" % i]) for i in range(800)]
+        assert None not in out
+        assert call_once("gearsync_send_flush") == 0
+        """), GEARSYNC_UDF_CONFIG=cnf(tmp_path, f"{a.address},{b.address}"))
+    assert r.returncode == 0, r.stderr
+    got = {0: payloads(a, b"ch"), 1: payloads(b, b"ch")}
+    assert got[0] and got[1] and len(got[0]) + len(got[1]) == 800
+    for server, recs in got.items():
+        for _, p in recs:
+            key = bytes.fromhex(json.loads(p)["k"])
+            assert fnv1a(key) % 2 == server, (key, server)
 
 
 def test_records_without_a_route_go_to_both(gearmand_factory, tmp_path: Path) -> None:
