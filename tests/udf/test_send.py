@@ -14,7 +14,11 @@ import time
 from pathlib import Path
 from typing import Iterator, List, Optional
 
+import json
+
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 import harness
 from gearman_peers import grab_all
@@ -130,7 +134,6 @@ def test_send_change_builds_the_direct_job(gm: Gearmand) -> None:
     """gearsync_send_change's record is the JSON of JSON_OBJECT('s', source, 'o', op, 'k',
     HEX(key), 'ok', HEX(old), 'pk', pk): any bytes of the keys as hex, source and op escaped
     (ill-formed UTF-8 as U+FFFD), pk nested as given, NULLs as null."""
-    import json
     cases = [
         (b"shop.users", b"insert", b"u:1", None, b"[1]"),
         (b'q"uo\\te\n\x00', b"update", bytes(range(256)), b"old\x00\xff", b' [1, "a\\"b", null] '),
@@ -150,6 +153,43 @@ def test_send_change_builds_the_direct_job(gm: Gearmand) -> None:
                     "ok": None if ok is None else ok.hex().upper(), "pk": None if pk is None else json.loads(pk)}
                    for s, o, k, ok, pk in cases]
     assert recs[0][1] == b'{"s":"shop.users","o":"insert","k":"753A31","ok":null,"pk":[1]}'
+
+
+def _refuse(name: str) -> None:
+    raise ValueError(f"{name} is not JSON")
+
+
+_json_values = st.recursive(st.none() | st.booleans() | st.integers() | st.text(max_size=8),
+                            lambda inner: st.lists(inner, max_size=3), max_leaves=8)
+_bytes_or_null = st.none() | st.binary(max_size=24) | st.text(max_size=8).map(str.encode)
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=list(HealthCheck))
+@given(st.lists(st.tuples(_bytes_or_null, _bytes_or_null, _bytes_or_null, _bytes_or_null,
+                          st.none() | _json_values.map(lambda v: json.dumps(v).encode()) | st.binary(max_size=8)),
+                min_size=1, max_size=12))
+def test_send_change_property(gm: Gearmand, cases: list) -> None:
+    """Any arguments: a record is sent exactly when pk is NULL or valid JSON, and it decodes to
+    the fields given (text fields as UTF-8 with U+FFFD for ill-formed bytes, keys as hex)."""
+    name = b"chgprop"
+    records(gm, name)  # what an earlier example left
+    sent = []
+    for s, o, k, ok, pk in cases:
+        v = call_once("gearsync_send_change", name, s, o, k, ok, pk)
+        try:
+            expect_pk, valid = None if pk is None else json.loads(pk.decode("utf-8"), parse_constant=_refuse), True
+        except (ValueError, UnicodeDecodeError):
+            valid = False
+        if not valid:
+            assert v is None
+            continue
+        assert v is not None
+        text = lambda b: None if b is None else b.decode("utf-8", "replace")  # noqa: E731
+        sent.append((int(v), {"s": text(s), "o": text(o), "k": None if k is None else k.hex().upper(),
+                              "ok": None if ok is None else ok.hex().upper(), "pk": expect_pk}))
+    assert flush() == 0
+    got = [(ver, json.loads(p)) for ver, p in records(gm, name)[1]]
+    assert got == sent
 
 
 @pytest.mark.parametrize("pk", [b"[1", b"", b"[1] x", b"'a'", b"[\xff]", b"NaN"])
