@@ -10,7 +10,8 @@ Tables: no trigger [the baseline of every ratio], the floor (a row trigger whose
 sets a user variable: what the server charges for running any trigger), the direct trigger (`gearsync_send(
 'syncToRedis', udf_json_object(...))`, like sql/install.sql's test.test), the direct trigger as
 `gearsync install` makes it (gearsync.triggers.direct_triggers: the row named by its primary key,
-the key as hex, in the server's JSON_OBJECT, behind a handler), the safe trigger
+the key as hex, built by gearsync_send_change, behind a handler) and as it made it before (the
+same JSON built by the server's JSON_OBJECT + HEX), the safe trigger
 (outbox row naming the row by its primary key + `gearsync_send` doorbell, as `gearsync install`
 makes it with gearsync.triggers.safe_triggers), and the seed's
 recipe (`gman_do_background`, waits for gearmand's answer) for reference. The direct and safe
@@ -34,6 +35,7 @@ UPDATE; 20,000-row INSERT direct >= 0.50x, safe >= 0.30x.
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import subprocess
 
@@ -87,6 +89,18 @@ def bulk(table: str) -> dict[str, tuple[str | None, str, int]]:
     return {f"{BULK:,}-row INSERT…SELECT": (f"TRUNCATE {table}", sql, BULK)}
 
 
+_OLD_JOB = re.compile(r"DO gman_do_background\((?P<fn>'[^']*'), (?P<job>JSON_OBJECT\(.*'k', HEX\((?P<key>.*?)\), "
+                      r"'ok', .*\))\);")
+
+
+def _before_send_change(stmt: str) -> str:
+    """A generated direct trigger as it was before gearsync_send_change: the server's
+    JSON_OBJECT + HEX, the key evaluated again as gearsync_send's route."""
+    out = _OLD_JOB.sub(lambda m: f"DO gearsync_send({m['fn']}, {m['job']}, {m['key']});", stmt)
+    assert "gman_do_background" not in out, out
+    return out
+
+
 def use_sender(m, so: str) -> None:
     m.execute("DROP FUNCTION IF EXISTS gearsync_send")
     m.execute(f"CREATE FUNCTION gearsync_send RETURNS STRING SONAME '{so}'")
@@ -122,7 +136,7 @@ def measure(report: Report, flush: int, old_so: str) -> None:
         report.note(f"{setting}: server started with innodb_flush_log_at_trx_commit={got[0]}, "
                     f"innodb_doublewrite={got[1]}")
         m.execute("CREATE DATABASE IF NOT EXISTS bench")
-        for t in ("plain", "floor", "direct", "generated", "safe", "seed"):
+        for t in ("plain", "floor", "direct", "generated", "generated_before", "safe", "seed"):
             m.execute(f"CREATE TABLE bench.{t} (id INT PRIMARY KEY, name VARCHAR(255)) "
                       "ENGINE=InnoDB DEFAULT CHARSET=utf8mb4")
         for ev, row in (("INSERT", "NEW"), ("UPDATE", "NEW")):
@@ -139,11 +153,16 @@ def measure(report: Report, flush: int, old_so: str) -> None:
         for stmt in direct_triggers("bench", "generated", "generated:{id}", [("id", "int")],
                                     function="syncToRedis"):
             m.execute(stmt)
+        for stmt in direct_triggers("bench", "generated_before", "generated:{id}", [("id", "int")],
+                                    function="syncToRedis", doorbell="gman_do_background"):
+            m.execute(_before_send_change(stmt))
         variants = [  # (label, table, library of gearsync_send)
             ("no trigger", "bench.plain", "gearsync_udf.so"),
             ("floor: a trigger that only sets a variable", "bench.floor", "gearsync_udf.so"),
             ("direct, new sender", "bench.direct", "gearsync_udf.so"),
             ("direct as `gearsync install` makes it", "bench.generated", "gearsync_udf.so"),
+            ("direct as `gearsync install` made it before (JSON_OBJECT)", "bench.generated_before",
+             "gearsync_udf.so"),
             ("safe, new sender", "bench.safe", "gearsync_udf.so"),
             ("seed recipe (gman_do_background)", "bench.seed", "gearsync_udf.so"),
             ("direct, old sender", "bench.direct", "gearsync_udf_old.so"),

@@ -287,14 +287,16 @@ def test_uninstall_sql_refuses_while_config_triggers_call_the_functions(stack: A
 
 def test_install_checks_udfs_and_creates_the_outbox(stack: Any, ops: Any) -> None:
     cfg = _config(stack)
-    execute(ops, "DROP FUNCTION gearsync_seq")
-    try:
-        with pytest.raises(ConfigError, match="the UDF gearsync_seq is not registered"):
-            inst.install(cfg, ops)
-        assert execute(ops, "SELECT COUNT(*) FROM information_schema.triggers WHERE trigger_schema = %s", (DB,)) \
-            == [(0,)]
-    finally:
-        execute(ops, "CREATE FUNCTION gearsync_seq RETURNS INTEGER SONAME 'gearsync_udf.so'")
+    # gearsync_send_change: what a server still running an older library lacks after an upgrade
+    for name, returns in (("gearsync_seq", "INTEGER"), ("gearsync_send_change", "STRING")):
+        execute(ops, f"DROP FUNCTION {name}")
+        try:
+            with pytest.raises(ConfigError, match=f"the UDF {name} is not registered"):
+                inst.install(cfg, ops)
+            assert execute(ops, "SELECT COUNT(*) FROM information_schema.triggers WHERE trigger_schema = %s",
+                           (DB,)) == [(0,)]
+        finally:
+            execute(ops, f"CREATE FUNCTION {name} RETURNS {returns} SONAME 'gearsync_udf.so'")
     execute(ops, "RENAME TABLE gearsync.outbox TO gearsync.outbox_saved")
     try:
         execute(ops, "CREATE TABLE gearsync.outbox (id BIGINT UNSIGNED NOT NULL AUTO_INCREMENT PRIMARY KEY, "
