@@ -158,6 +158,7 @@ EXPECTED = {
     "gearsync_udf_info": ("str", "function"), "gearsync_timeout_set": ("int", "function"),
     "gearsync_do_timeout_set": ("int", "function"), "gearsync_send": ("str", "function"),
     "gearsync_send_flush": ("int", "function"), "gearsync_seq": ("int", "function"),
+    "gearsync_send_change": ("str", "function"),
 }
 
 
@@ -617,8 +618,13 @@ def test_concurrency_no_crash_no_deadlock_flat_rss(db: SqlServer, gm: Gearmand, 
                     SIGNAL SQLSTATE '45000' SET MESSAGE_TEXT = 'gearsync: job not queued';
                   END IF;
                 END""")
-        q(setup, "CREATE TRIGGER cc_t_ad AFTER DELETE ON cc_t FOR EACH ROW "
-                 "DO gman_do_low_background('ccdel', udf_json_values(OLD.id))")
+        # gearsync_send_change as a generated direct trigger calls it, over the hostile names
+        q(setup, """CREATE TRIGGER cc_t_ad AFTER DELETE ON cc_t FOR EACH ROW
+                BEGIN
+                  DO gman_do_low_background('ccdel', udf_json_values(OLD.id));
+                  DO gearsync_send_change('ccchg', 'udft.cc_t', 'delete', CONCAT('cc:', OLD.name, ':', OLD.id),
+                                          CONCAT(OLD.name, 'x'), JSON_ARRAY(OLD.id, OLD.name));
+                END""")
     one(setup, "SELECT gman_servers_set(%s)", (f"{gm.address},{gm2.address}",))
     pid = db.pid
     assert pid is not None
@@ -685,6 +691,14 @@ def test_concurrency_no_crash_no_deadlock_flat_rss(db: SqlServer, gm: Gearmand, 
     if not CONTROL:
         assert jobs == rows  # strict trigger: every insert queued exactly one job
         assert deletes == rows  # the list always starts with a live server
+        assert wait_for(lambda: one(setup, "SELECT gearsync_send_flush()") == 0, 60)
+        from gearsync.envelope import decode
+        from gearman_peers import grab_all
+        changes = [json.loads(p) for g in (gm, gm2) for _, w in grab_all(g, b"ccchg", limit=1_000_000)
+                   for _, p in decode(b"ccchg", w, None)]
+        assert len(changes) >= rows  # at least once (a batch is re-sent after a lost connection)
+        assert {(c["s"], c["o"], c["pk"][1] in names, c["ok"] == (c["pk"][1] + "x").encode().hex().upper())
+                for c in changes} == {("udft.cc_t", "delete", True, True)}
     assert one(setup, "SELECT COUNT(*) FROM cc_t") == 0
     # mariadbd itself grows for a while under this load (per-thread malloc arenas,
     # InnoDB undo/purge): the control run without UDF calls grew 23 MiB over 8 rounds
