@@ -39,7 +39,7 @@
  *                   'ok', HEX(old_key), 'pk', pk), key)
  *   with the JSON built here instead of by the server's JSON_OBJECT, HEX
  *   and a second evaluation of the key (measured: a 20,000-row INSERT with
- *   the generated trigger ran 1.5x faster).  source and op become JSON
+ *   the generated trigger ran 1.3-1.5x faster).  source and op become JSON
  *   strings (gs_json_escape), key and old_key upper-case hex strings, and
  *   pk -- the primary key as JSON_ARRAY(...) text -- is copied as is after
  *   a strict validation; a NULL argument is JSON null.  Returns what
