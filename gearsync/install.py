@@ -24,7 +24,7 @@ from .modules import require_modules
 from .redis_clients import sync_client
 from .schema import ResolvedTable, resolve
 from .quoting import qualified
-from .triggers import direct_triggers, drop_triggers, render_script, safe_triggers, trigger_names
+from .triggers import TRIGGER_UDFS, direct_triggers, drop_triggers, render_script, safe_triggers, trigger_names
 
 __all__ = ["table_statements", "config_statements", "install", "uninstall", "triggers_script", "check_udfs",
            "Installed"]
@@ -32,9 +32,7 @@ __all__ = ["table_statements", "config_statements", "install", "uninstall", "tri
 log = logging.getLogger(__name__)
 
 #: UDFs the generated triggers call, with a probe that calls each without side effects.
-UDF_PROBES = {"gearsync_seq": "SELECT gearsync_seq()", "gearsync_send": "SELECT gearsync_send_flush()",
-              "gearsync_send_change": "SELECT gearsync_send_change(NULL, NULL, NULL, NULL, NULL, NULL)",
-              "gearsync_udf_info": "SELECT gearsync_udf_info()"}
+UDF_PROBES = {**TRIGGER_UDFS, "gearsync_udf_info": "SELECT gearsync_udf_info()"}
 
 
 def table_statements(rt: ResolvedTable, mode: str | None = None) -> list[str]:

@@ -26,6 +26,7 @@ from .outbox import Outbox, installed
 from .redis_clients import is_cluster, sync_client
 from .schema import drift
 from .settings import Settings
+from .triggers import TRIGGER_UDFS
 
 __all__ = ["Status", "TableStatus", "status", "status_of", "DEFAULT_MAX_LAG"]
 
@@ -63,6 +64,8 @@ class Status:
     max_lag: float = DEFAULT_MAX_LAG
     #: Gearman functions gearsync's workers serve (jobs queued for them with no worker: unhealthy).
     functions: tuple[str, ...] = (SEED_FUNCTION, SAFE_FUNCTION, DIRECT_FUNCTION)
+    #: UDF the installed triggers call → the error calling it gave (asked when tables are configured).
+    udf_errors: dict[str, str] = field(default_factory=dict)
 
     @property
     def problems(self) -> list[str]:
@@ -78,6 +81,9 @@ class Status:
         if self.dead_letters:
             out.append(f"dead letters: {self.dead_letters} changes Redis refused for good, in "
                        f"{DEAD_LETTERS.decode()} (XRANGE to read them, DEL it once handled)")
+        out += [f"mysql: the UDF {name}, which the installed triggers call, does not answer ({err}): their "
+                "changes do not arrive; register it (sql/install.sql as root; after a new library restart "
+                "mysqld first), then `gearsync install` again" for name, err in self.udf_errors.items()]
         out += [p for t in self.tables.values() for p in t.drift]
         return out
 
@@ -125,6 +131,8 @@ def _tables(st: Status, mysql_url: str, tables: Mapping[str, TableConfig], timeo
             cur.execute("SELECT `source`, COUNT(*), TIMESTAMPDIFF(MICROSECOND, MIN(`created`), NOW(6)) "
                         "FROM `gearsync`.`outbox` GROUP BY `source`")
             waiting = {(s.decode() if isinstance(s, bytes) else s): (int(n), int(a) / 1e6) for s, n, a in cur.fetchall()}
+        if how:
+            _probe_udfs(st, conn)
         for name, t in tables.items():
             problems = drift(conn, t, how[name][1] if name in how else None)
             if name not in how:
@@ -136,6 +144,19 @@ def _tables(st: Status, mysql_url: str, tables: Mapping[str, TableConfig], timeo
             st.tables[name] = TableStatus(n, age, None, problems)
     finally:
         conn.close()
+
+
+def _probe_udfs(st: Status, conn: Any) -> None:
+    """Call each function the generated triggers call (:data:`TRIGGER_UDFS`); a trigger whose
+    function is gone swallows the error (the application's write goes on) and its change is lost,
+    so this is where an operator learns of it."""
+    for name, probe in TRIGGER_UDFS.items():
+        try:
+            with conn.cursor() as cur:
+                cur.execute(probe)
+                cur.fetchall()
+        except Exception as e:
+            st.udf_errors[name] = f"{type(e).__name__}: {e}"
 
 
 def status(mysql_url: str | None = None, redis_url: str | None = None,

@@ -29,10 +29,15 @@ from .quoting import key_expr, qualified as _qualified, quote_ident, quote_strin
 from .codec import PK_HEX_KINDS
 
 __all__ = ["safe_triggers", "direct_triggers", "drop_triggers", "trigger_names", "render_script",
-           "install_section", "uninstall_section", "DOORBELLS", "pk_expr"]
+           "install_section", "uninstall_section", "DOORBELLS", "pk_expr", "TRIGGER_UDFS"]
 
 #: UDFs that can ring gearmand from a safe-mode trigger.
 DOORBELLS = ("gman_do_background", "gearsync_send")
+#: The library's functions the generated triggers call, each with a probe that calls it with no
+#: effect (a NULL function sends nothing) and without waiting (``gearsync install`` and
+#: ``gearsync status`` check them).
+TRIGGER_UDFS = {"gearsync_seq": "SELECT gearsync_seq()", "gearsync_send": "SELECT gearsync_send(NULL, NULL)",
+                "gearsync_send_change": "SELECT gearsync_send_change(NULL, NULL, NULL, NULL, NULL, NULL)"}
 
 #: Errors a gearsync function called by a trigger raises when it was dropped by hand or
 #: cannot be loaded (1305, 1122, 1123, 1126, 1128).

@@ -136,8 +136,8 @@ def test_the_outbox_broken_by_hand_fails_no_write_and_loses_no_change(
     """A DBA renames the outbox away, makes one without a column the triggers fill, drops
     gearsync_seq: under a stream of writes, no application write fails (the trigger catches
     the outbox's error and sends the change as a direct-mode job naming the row), every change
-    still arrives, `gearsync status` exits 1 while the outbox is broken, and `gearsync install`
-    mends it."""
+    still arrives, `gearsync status` exits 1 while the outbox is broken or the function is gone
+    (naming it), and `gearsync install` mends it."""
     inst.install(_config(stack), ops)
     cfg_file = _config_file(stack, tmp_path)
     cfg_file.write_text(cfg_file.read_text().replace("[mysql]", f'[redis]\nurl = "{stack.redis_url}"\n[mysql]'))
@@ -159,6 +159,7 @@ def test_the_outbox_broken_by_hand_fails_no_write_and_loses_no_change(
             try:
                 n = writers.writes
                 wait_for(lambda: writers.writes > n + 100, 30, 0.05, "writes without gearsync_seq")
+                no_seq = subprocess.run(status, capture_output=True, text=True, env=safe_env)
             finally:
                 execute(ops, "CREATE FUNCTION gearsync_seq RETURNS INTEGER SONAME 'gearsync_udf.so'")
             # a trigger parsed while the function was missing keeps calling a stored function of
@@ -170,6 +171,8 @@ def test_the_outbox_broken_by_hand_fails_no_write_and_loses_no_change(
         assert bad.returncode == 1 and "outbox" in bad.stdout + bad.stderr, bad.stdout + bad.stderr
         assert worse.returncode == 1 and "pk" in worse.stdout + worse.stderr, worse.stdout + worse.stderr
         assert done.done == ["added `gearsync`.`outbox`.`pk`"]
+        assert no_seq.returncode == 1 and "the UDF gearsync_seq, which the installed triggers call, does not " \
+            "answer" in no_seq.stdout, no_seq.stdout + no_seq.stderr
         for mode in ("safe", "direct"):
             wait_for(lambda: _redis(redis_client, mode) == _table(ops, mode), 30, 0.2,
                      f"Redis to equal {DB}.t_{mode}")
