@@ -275,6 +275,42 @@ def test_a_job_then_no_jobs_means_sleep_without_grabbing_again() -> None:
     assert seen[1] == [PacketType.PRE_SLEEP], seen
 
 
+def test_a_lost_noop_strands_no_job() -> None:
+    """A sleeping connection whose NOOP never comes (gearmand has been seen to lose wakeups)
+    grabs once after ``nudge`` seconds, takes the job waiting there, and sleeps again when the
+    queue is empty; each nudge is counted."""
+    seen: list[tuple[float, list[PacketType]]] = []
+
+    async def peer(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await _read_packets(reader, PacketType.GRAB_JOB_UNIQ, FIRST_GRABS)
+        writer.write(encode(PacketType.NO_JOB, magic=RES) * FIRST_GRABS)
+        await _read_packets(reader, PacketType.PRE_SLEEP, 1)
+        slept = time.monotonic()  # a job comes now, and its NOOP is lost
+
+        async def expect(want: PacketType, count: int) -> None:
+            got = await _read_packets(reader, want, count)
+            seen.append((time.monotonic() - slept, got))
+        await expect(PacketType.GRAB_JOB_UNIQ, 1)
+        writer.write(encode(PacketType.JOB_ASSIGN_UNIQ, b"H:9", b"fn", b"", b"w", magic=RES))
+        await expect(PacketType.GRAB_JOB_UNIQ, 2)  # the job opened the window by one (slow start)
+        writer.write(encode(PacketType.NO_JOB, magic=RES) * 2)
+        await expect(PacketType.PRE_SLEEP, 1)
+        writer.close()
+
+    async def main() -> None:
+        server = await asyncio.start_server(peer, "127.0.0.1", 0)
+        port = server.sockets[0].getsockname()[1]
+        async with GearmanWorker([("127.0.0.1", port)], ["fn"], nudge=0.3) as w:
+            assert [j.handle for j in await asyncio.wait_for(w.get_batch(10), 5)] == [b"H:9"]
+            await until(lambda: len(seen) == 3, 10, "the exchange")
+            assert w.nudges == 1
+        server.close()
+
+    run(main())
+    assert 0.25 <= seen[0][0] < 2.0 and seen[0][1] == [PacketType.GRAB_JOB_UNIQ], seen
+    assert seen[1][1] == [PacketType.GRAB_JOB_UNIQ] * 2 and seen[2][1] == [PacketType.PRE_SLEEP], seen
+
+
 def _absurd_length(n: int) -> bytes:
     return b"\0RES" + struct.pack(">II", PacketType.JOB_ASSIGN_UNIQ, 0xFFFFFFF0)
 

@@ -3,7 +3,8 @@
 Each connection keeps up to ``window`` GRAB_JOB_UNIQ requests outstanding and at most
 ``max_in_hand`` jobs delivered but not yet completed. gearmand answers grabs in order: once all
 are answered and the last was NO_JOB, its queue is empty, so the connection sends PRE_SLEEP
-and grabs again on NOOP. The window opens like TCP's slow start: a connection woken by NOOP
+and grabs again on NOOP — or after ``nudge`` seconds without one: gearmand has been seen to
+lose a wakeup, and a lost one must not strand jobs until a reconnect. The window opens like TCP's slow start: a connection woken by NOOP
 grabs :data:`FIRST_GRABS`, every job assigned lets one more grab out, up to ``window`` (a
 trickle costs gearmand a few NO_JOBs a wakeup; a backlog drains ``window`` jobs a round trip).
 The caller takes jobs with :meth:`GearmanWorker.get_batch` and answers them with
@@ -23,6 +24,7 @@ import struct
 import time
 from typing import Iterable, Sequence
 
+from .job import Job
 from .protocol import DEFAULT_MAX_PACKET, REQ, RES, Decoder, PacketType, ProtocolError, encode
 
 __all__ = ["Job", "GearmanWorker"]
@@ -39,26 +41,6 @@ _JOB_ASSIGN_UNIQ = T.JOB_ASSIGN_UNIQ
 _NO_JOB = T.NO_JOB
 #: Grabs a connection sends when it wakes (or connects) before jobs open its window further.
 FIRST_GRABS = 4
-
-
-class Job:
-    """One job taken from gearmand; answer it through the GearmanWorker it came from."""
-
-    __slots__ = ("handle", "function", "unique", "workload", "_link")
-
-    def __init__(self, handle: bytes, function: bytes, unique: bytes, workload: bytes, link: "_Link") -> None:
-        self.handle = handle
-        self.function = function
-        self.unique = unique
-        self.workload = workload
-        self._link = link
-
-    @property
-    def server(self) -> str:
-        return self._link.server.name
-
-    def __repr__(self) -> str:
-        return f"Job({self.handle!r}, {self.function!r}, {len(self.workload)} bytes from {self.server})"
 
 
 class _Server:
@@ -82,6 +64,7 @@ class _Link(asyncio.Protocol):
         self.in_hand = 0
         self.cwnd = min(FIRST_GRABS, owner.window)  # grabs allowed out now (see the module doc)
         self.sleeping = False
+        self.slept_at = 0.0
         self.empty = False
         self.alive = False
         self.error = False
@@ -170,11 +153,21 @@ class _Link(asyncio.Protocol):
             if self.outstanding == 0:
                 out.append(_PRE_SLEEP)
                 self.sleeping = True  # the NOOP that wakes it clears empty
+                self.slept_at = time.monotonic()
             return
         room = min(self.cwnd - self.outstanding, self.owner.max_in_hand - self.in_hand - self.outstanding)
         if room > 0:
             out.append(_GRAB * room)
             self.outstanding += room
+
+    def nudge(self) -> None:
+        """Asleep for ``owner.nudge`` s: grab once as if woken (gearmand answers NO_JOB, or a job its
+        lost NOOP should have announced; a NOOP that still comes is harmless)."""
+        if self.sleeping and self.alive and time.monotonic() - self.slept_at >= self.owner.nudge:
+            self.sleeping = self.empty = False
+            self.cwnd = 1
+            self.owner.nudges += 1
+            self.answer([], 0)
 
     def answer(self, packets: list[bytes], count: int) -> None:
         """Send answers for ``count`` jobs in hand, plus the grabs they make room for."""
@@ -205,6 +198,7 @@ class GearmanWorker:
         backoff_max: float = 5.0,
         connect_timeout: float = 5.0,
         stable_after: float = 1.0,
+        nudge: float = 1.0,
         ssl: "ssl_lib.SSLContext | None" = None,
     ) -> None:
         if not servers:
@@ -214,6 +208,9 @@ class GearmanWorker:
             raise ValueError("at least one function is needed")
         if window < 1 or max_in_hand < window:
             raise ValueError("need 1 <= window <= max_in_hand")
+        if not nudge > 0:
+            raise ValueError("nudge must be > 0 seconds")
+        self.nudge = nudge  # a sleeping connection grabs once after this long without NOOP
         self.window = window
         self.max_in_hand = max_in_hand
         self.max_packet = max_packet
@@ -232,6 +229,7 @@ class GearmanWorker:
         self.connect_failures = 0
         self.protocol_errors = 0
         self.stale_answers = 0
+        self.nudges = 0
 
     # -- lifecycle -----------------------------------------------------------------------
     async def start(self) -> None:
@@ -299,7 +297,9 @@ class GearmanWorker:
             log.info("connected to gearmand %s (functions: %s)", server.name,
                      ", ".join(f.decode(errors="replace") for f in self.functions))
             try:
-                await link.closed
+                while not link.closed.done():
+                    await asyncio.wait((link.closed,), timeout=self.nudge)
+                    link.nudge()
             finally:
                 server.link = None
                 if link.transport is not None:
