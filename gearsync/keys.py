@@ -118,14 +118,14 @@ def checkpoint_key(table: str, part: str | None = None) -> bytes:
     return key if part is None else key + b"#" + part.encode()
 
 
+_KEY_PREFIX_STR = KEY_PREFIX.decode("ascii")
+
+
 def reserved(key: bytes | str) -> bool:
     """True for keys gearsync keeps for itself (versions, tombstones, checkpoints, locks)."""
     if type(key) is str:  # the prefix is ASCII: the same test without encoding (once a job)
         return key.startswith(_KEY_PREFIX_STR)
     return _bytes(key).startswith(KEY_PREFIX)
-
-
-_KEY_PREFIX_STR = KEY_PREFIX.decode("ascii")
 
 
 def glob_escape(text: bytes) -> bytes:

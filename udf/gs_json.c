@@ -142,20 +142,11 @@ int gs_json_escape(gs_buf *b, const char *str, size_t n)
     return 0;
 }
 
-static int gs_append(gs_buf *b, const char *s, size_t n)
-{
-    if (gs_buf_reserve(b, n))
-        return -1;
-    memcpy(b->data + b->len, s, n);
-    b->len += n;
-    return 0;
-}
-
 int gs_json_int(gs_buf *b, long long v)
 {
     char tmp[24];
     int n = snprintf(tmp, sizeof tmp, "%lld", v);
-    return gs_append(b, tmp, (size_t)n);
+    return gs_buf_append(b, tmp, (size_t)n);
 }
 
 int gs_json_double(gs_buf *b, double v)
@@ -164,7 +155,7 @@ int gs_json_double(gs_buf *b, double v)
     int n = 0, prec, k;
 
     if (!isfinite(v))
-        return gs_append(b, "null", 4);
+        return gs_buf_append(b, "null", 4);
     for (prec = 15; prec <= 17; prec++) {
         n = snprintf(tmp, sizeof tmp, "%.*g", prec, v);
         if (prec == 17 || strtod(tmp, NULL) == v)
@@ -177,7 +168,7 @@ int gs_json_double(gs_buf *b, double v)
         if (!((c >= '0' && c <= '9') || c == '-' || c == '+' || c == 'e'))
             tmp[k] = '.';
     }
-    return gs_append(b, tmp, (size_t)n);
+    return gs_buf_append(b, tmp, (size_t)n);
 }
 
 /* RFC 8259: -?(0|[1-9][0-9]*)(\.[0-9]+)?([eE][+-]?[0-9]+)? */
@@ -218,7 +209,7 @@ static int gs_is_json_number(const char *s, size_t n)
 int gs_json_decimal(gs_buf *b, const char *s, size_t n)
 {
     if (gs_is_json_number(s, n))
-        return gs_append(b, s, n);
+        return gs_buf_append(b, s, n);
     return gs_json_escape(b, s, n);
 }
 
@@ -227,7 +218,7 @@ int gs_json_arg(gs_buf *b, const UDF_ARGS *args, unsigned i)
     const char *v = args->args[i];
 
     if (v == NULL)
-        return gs_append(b, "null", 4);
+        return gs_buf_append(b, "null", 4);
     switch (args->arg_type[i]) {
     case INT_RESULT:
         return gs_json_int(b, *(const long long *)v);
@@ -497,5 +488,5 @@ int gs_json_raw(gs_buf *b, const char *s, size_t n)
     while (n > 0 && (s[n - 1] == ' ' || s[n - 1] == '\t' ||
                      s[n - 1] == '\n' || s[n - 1] == '\r'))
         n--;
-    return gs_append(b, s, n);
+    return gs_buf_append(b, s, n);
 }

@@ -41,8 +41,8 @@
  *   and a second evaluation of the key (measured: a 20,000-row INSERT with
  *   the generated trigger ran 1.3-1.5x faster).  source and op become JSON
  *   strings (gs_json_escape), key and old_key upper-case hex strings, and
- *   pk -- the primary key as JSON_ARRAY(...) text -- is copied as is after
- *   a strict validation; a NULL argument is JSON null.  Returns what
+ *   pk -- the primary key as JSON_ARRAY(...) text -- is nested as is
+ *   (gs_json_raw) after a strict validation; a NULL argument is JSON null.  Returns what
  *   gearsync_send returns, and NULL also when pk is not one valid JSON
  *   value (nothing is sent then).
  *
@@ -199,15 +199,6 @@ void gearsync_send_change_deinit(UDF_INIT *initid)
     }
 }
 
-static int gs_append(gs_buf *b, const char *s, size_t n)
-{
-    if (gs_buf_reserve(b, n))
-        return -1;
-    memcpy(b->data + b->len, s, n);
-    b->len += n;
-    return 0;
-}
-
 /* args[i] as a JSON string of its bytes in upper-case hex (HEX()), or null. */
 static int gs_append_hex(gs_buf *b, const UDF_ARGS *args, unsigned i)
 {
@@ -217,7 +208,7 @@ static int gs_append_hex(gs_buf *b, const UDF_ARGS *args, unsigned i)
     char *out;
 
     if (p == NULL)
-        return gs_append(b, "null", 4);
+        return gs_buf_append(b, "null", 4);
     if (n > (SIZE_MAX - 2) / 2 || gs_buf_reserve(b, 2 * n + 2))
         return -1;
     out = b->data + b->len;
@@ -235,7 +226,7 @@ static int gs_append_hex(gs_buf *b, const UDF_ARGS *args, unsigned i)
 static int gs_append_text(gs_buf *b, const UDF_ARGS *args, unsigned i)
 {
     if (args->args[i] == NULL)
-        return gs_append(b, "null", 4);
+        return gs_buf_append(b, "null", 4);
     return gs_json_escape(b, args->args[i], args->lengths[i]);
 }
 
@@ -252,13 +243,13 @@ char *gearsync_send_change(UDF_INIT *initid, UDF_ARGS *args, char *result,
     if (pk != NULL && !gs_json_valid(pk, pklen, GS_JV_VALUE))
         goto null;
     b->len = 0;
-    if (gs_append(b, "{\"s\":", 5) || gs_append_text(b, args, GS_CH_SOURCE) ||
-        gs_append(b, ",\"o\":", 5) || gs_append_text(b, args, GS_CH_OP) ||
-        gs_append(b, ",\"k\":", 5) || gs_append_hex(b, args, GS_CH_KEY) ||
-        gs_append(b, ",\"ok\":", 6) || gs_append_hex(b, args, GS_CH_OLD) ||
-        gs_append(b, ",\"pk\":", 6) ||
-        (pk != NULL ? gs_append(b, pk, pklen) : gs_append(b, "null", 4)) ||
-        gs_append(b, "}", 1))
+    if (gs_buf_append(b, "{\"s\":", 5) || gs_append_text(b, args, GS_CH_SOURCE) ||
+        gs_buf_append(b, ",\"o\":", 5) || gs_append_text(b, args, GS_CH_OP) ||
+        gs_buf_append(b, ",\"k\":", 5) || gs_append_hex(b, args, GS_CH_KEY) ||
+        gs_buf_append(b, ",\"ok\":", 6) || gs_append_hex(b, args, GS_CH_OLD) ||
+        gs_buf_append(b, ",\"pk\":", 6) ||
+        (pk != NULL ? gs_json_raw(b, pk, pklen) : gs_buf_append(b, "null", 4)) ||
+        gs_buf_append(b, "}", 1))
         goto null; /* out of memory: not accepted */
     if (args->args[GS_CH_KEY] != NULL)
         route = gs_route_hash(args->args[GS_CH_KEY], args->lengths[GS_CH_KEY]);

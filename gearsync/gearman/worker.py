@@ -2,11 +2,11 @@
 
 Each connection keeps up to ``window`` GRAB_JOB_UNIQ requests outstanding and at most
 ``max_in_hand`` jobs delivered but not yet completed. gearmand answers grabs in order: once all
-are answered and the last was NO_JOB, its queue is empty, so the connection sends PRE_SLEEP
-and grabs again on NOOP — or after ``nudge`` seconds without one: gearmand has been seen to
-lose a wakeup, and a lost one must not strand jobs until a reconnect. The window opens like TCP's slow start: a connection woken by NOOP
-grabs :data:`FIRST_GRABS`, every job assigned lets one more grab out, up to ``window`` (a
-trickle costs gearmand a few NO_JOBs a wakeup; a backlog drains ``window`` jobs a round trip).
+are answered and the last was NO_JOB, its queue is empty, so the connection sends PRE_SLEEP and
+grabs again on NOOP, or after ``nudge`` s without one (gearmand can lose a wakeup: jobs must not
+wait for a reconnect). The window opens like TCP's slow start: a connection woken grabs
+:data:`FIRST_GRABS`, every job assigned lets one more grab out, up to ``window`` (a trickle
+costs gearmand a few NO_JOBs a wakeup; a backlog drains ``window`` jobs a round trip).
 The caller takes jobs with :meth:`GearmanWorker.get_batch` and answers them with
 :meth:`complete` / :meth:`fail`, which write one buffer per connection (the answers plus the
 grabs they make room for). :meth:`pause` stops grabbing without touching jobs in hand. A

@@ -130,6 +130,15 @@ def test_records_arrive_byte_exact_in_order_with_their_versions(gm: Gearmand) ->
     assert len({u for u, _ in jobs}) == len(jobs)
 
 
+def _change(s: bytes | None, o: bytes | None, k: bytes | None, ok: bytes | None, pk: object) -> dict:
+    """The job gearsync_send_change sends for these arguments, decoded: text fields as UTF-8
+    (U+FFFD for ill-formed bytes), keys as upper-case hex, ``pk`` already parsed."""
+    def text(b: bytes | None) -> str | None:
+        return None if b is None else b.decode("utf-8", "replace")
+    return {"s": text(s), "o": text(o), "k": None if k is None else k.hex().upper(),
+            "ok": None if ok is None else ok.hex().upper(), "pk": pk}
+
+
 def test_send_change_builds_the_direct_job(gm: Gearmand) -> None:
     """gearsync_send_change's record is the JSON of JSON_OBJECT('s', source, 'o', op, 'k',
     HEX(key), 'ok', HEX(old), 'pk', pk): any bytes of the keys as hex, source and op escaped
@@ -146,12 +155,7 @@ def test_send_change_builds_the_direct_job(gm: Gearmand) -> None:
     _, recs = records(gm, b"chg")
     assert [v for v, _ in recs] == [int(v) for v in versions]
     got = [json.loads(p) for _, p in recs]
-
-    def text(b: bytes | None) -> str | None:
-        return None if b is None else b.decode("utf-8", "replace")
-    assert got == [{"s": text(s), "o": text(o), "k": None if k is None else k.hex().upper(),
-                    "ok": None if ok is None else ok.hex().upper(), "pk": None if pk is None else json.loads(pk)}
-                   for s, o, k, ok, pk in cases]
+    assert got == [_change(s, o, k, ok, None if pk is None else json.loads(pk)) for s, o, k, ok, pk in cases]
     assert recs[0][1] == b'{"s":"shop.users","o":"insert","k":"753A31","ok":null,"pk":[1]}'
 
 
@@ -184,9 +188,7 @@ def test_send_change_property(gm: Gearmand, cases: list) -> None:
             assert v is None
             continue
         assert v is not None
-        text = lambda b: None if b is None else b.decode("utf-8", "replace")  # noqa: E731
-        sent.append((int(v), {"s": text(s), "o": text(o), "k": None if k is None else k.hex().upper(),
-                              "ok": None if ok is None else ok.hex().upper(), "pk": expect_pk}))
+        sent.append((int(v), _change(s, o, k, ok, expect_pk)))
     assert flush() == 0
     got = [(ver, json.loads(p)) for ver, p in records(gm, name)[1]]
     assert got == sent
